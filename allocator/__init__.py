@@ -1,0 +1,9 @@
+"""territory-allocator: sales organisation size, territories and quotas by optimisation."""
+
+from allocator.exceptions import AllocatorError, InputError, InfeasibleError, PlanCheckError
+from allocator.scenario import Scenario, load_scenario
+
+__version__ = "0.1.0"
+
+__all__ = ["AllocatorError", "InfeasibleError", "InputError", "PlanCheckError", "Scenario",
+           "__version__", "load_scenario"]

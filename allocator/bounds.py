@@ -1,0 +1,244 @@
+"""The LP bound of a fixed head count, over every unit-site pair (column generation).
+
+For head count ``N`` the relaxation keeps the organisation decisions (which existing reps stay,
+how many hires at each site) and the assignment, drops integrality and contiguity, and prices
+sales by the tangents of the pooled response curve (see :mod:`allocator.sizing`). With
+``n_s = sum_{r based at s} keep_r + hire_s``:
+
+    max  margin * sigma - sum_r (cost_r - release) keep_r - hire_cost * sum_s hire_s
+         - sum_{i,s} c_is x_is - R * release - managers(N)
+    s.t. sum_s x_is = 1                                          every unit i
+         (1 - tau_m) omega_m n_s <= sum_i a_im x_is <= (1 + tau_m) omega_m n_s   every s, m
+         sum_r keep_r + sum_s hire_s = N
+         sigma <= S_j + lambda_j (sum_r h_r keep_r + h_hire sum_s hire_s - E_j)   every tangent j
+         people cost + travel <= budget
+         0 <= x, keep <= 1, 0 <= hire_s <= max_hires_s.
+
+Pairs start pruned to each unit's nearest sites; columns with negative reduced cost are added
+until none is left, so the value is the bound of the *unpruned* LP. If time runs out first, the
+Farley bound (restricted value plus each unit's most negative reduced cost) is returned, which is
+valid because each unit's pairs sum to one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+
+from allocator.alignment import AlignmentProblem
+from allocator.scenario import Scenario
+from allocator.sizing import ResponseCurve, economics
+
+INF = highspy.kHighsInf
+
+
+@dataclass(frozen=True)
+class LpBound:
+    headcount: int
+    value: float  # upper bound of the objective (contribution, or minus cost)
+    exact: bool  # True: the unpruned LP was solved to optimality
+    feasible: bool
+    rounds: int
+    columns: int
+
+
+def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount: int,
+                       curve: ResponseCurve, start_k: int = 8, time_limit: float = 30.0,
+                       max_rounds: int = 25) -> LpBound:
+    s = scenario.settings
+    t0 = time.perf_counter()
+    n = scenario.n_units
+    sites = scenario.sites["unit"].to_numpy()
+    S = len(sites)
+    M = problem.measures.shape[1]
+    econ = economics(scenario)
+    reps = scenario.reps
+    R = len(reps)
+    site_pos = {int(u): k for k, u in enumerate(sites)}
+    rep_site = np.array([site_pos[int(h)] for h in reps["home"]], dtype=np.int64)
+    omega = problem.measures.sum(axis=0) / headcount
+    scale = omega
+    keep_lo = np.zeros(R)
+    if s.reps is not None and s.reps.lock == "keep":
+        keep_lo[:] = 1.0
+    locked_rep = problem.lock_unit
+    keep_lo[np.unique(locked_rep[locked_rep >= 0])] = 1.0
+
+    # allowed pairs: locked units only to their rep's site
+    forced = np.where(locked_rep >= 0, rep_site[np.maximum(locked_rep, 0)], -1)
+    near = scenario.coordinates.nearest(np.arange(n), sites, min(start_k, S))
+    pu = np.repeat(np.arange(n), near.shape[1])
+    ps = near.ravel()
+    ok = (forced[pu] < 0) | (forced[pu] == ps)
+    pu, ps = pu[ok], ps[ok]
+    lock_units = np.flatnonzero(forced >= 0)
+    pu = np.concatenate([pu, lock_units])
+    ps = np.concatenate([ps, forced[lock_units]])
+    pairs = np.unique(np.column_stack([pu, ps]), axis=0)
+
+    e_lo = 0.0
+    e_hi = float(np.sort(econ.rep_hours)[::-1][: min(R, headcount)].sum()
+                 + max(0, headcount) * econ.hire_hours)
+    tangents = np.flatnonzero((curve.hours >= e_lo) & (curve.hours <= e_hi * 1.01))
+    lo_idx = max(int(tangents.min()) - 1, 0) if len(tangents) else 0
+    hi_idx = min(int(tangents.max()) + 2, len(curve.hours)) if len(tangents) else len(curve.hours)
+    tangents = np.arange(lo_idx, hi_idx)
+    J = len(tangents)
+    managers = econ.managers(headcount) * econ.manager_cost
+    constant = R * econ.release_cost + managers
+    maximise = s.strategy.objective == "max_contribution"
+    target = scenario.target_sales()
+
+    rounds = 0
+    value = -np.inf
+    while True:
+        rounds += 1
+        pu, ps = pairs[:, 0], pairs[:, 1]
+        P = len(pairs)
+        travel = problem.cost(pu, sites[ps])
+        # columns: x (P) | keep (R) | hire (S) | sigma (1)
+        # rows: units (n) | balance upper (S*M) | balance lower (S*M) | headcount | tangents (J) | budget
+        r_bal_u = n
+        r_bal_l = n + S * M
+        r_head = n + 2 * S * M
+        r_tan = r_head + 1
+        r_budget = r_tan + J
+        rows = r_budget + 1
+        cols, rws, vals = [], [], []
+
+        def add(col, row, val):
+            cols.append(np.asarray(col))
+            rws.append(np.asarray(row))
+            vals.append(np.asarray(val, dtype=float))
+
+        xcol = np.arange(P)
+        add(xcol, pu, np.ones(P))
+        a = problem.measures[pu] / scale
+        for m in range(M):
+            add(xcol, r_bal_u + ps * M + m, a[:, m])
+            add(xcol, r_bal_l + ps * M + m, a[:, m])
+        add(xcol, np.full(P, r_budget), travel)
+        kcol = P + np.arange(R)
+        hcol = P + R + np.arange(S)
+        sigma = P + R + S
+        for m in range(M):
+            up = (1 + problem.tolerance[m]) * omega[m] / scale[m]
+            lo = (1 - problem.tolerance[m]) * omega[m] / scale[m]
+            add(kcol, r_bal_u + rep_site * M + m, np.full(R, -up))
+            add(kcol, r_bal_l + rep_site * M + m, np.full(R, -lo))
+            add(hcol, r_bal_u + np.arange(S) * M + m, np.full(S, -up))
+            add(hcol, r_bal_l + np.arange(S) * M + m, np.full(S, -lo))
+        add(kcol, np.full(R, r_head), np.ones(R))
+        add(hcol, np.full(S, r_head), np.ones(S))
+        lam = curve.slope[tangents]
+        for j in range(J):
+            add(kcol, np.full(R, r_tan + j), -lam[j] * econ.rep_hours)
+            add(hcol, np.full(S, r_tan + j), np.full(S, -lam[j] * econ.hire_hours))
+        add(np.full(J, sigma), r_tan + np.arange(J), np.ones(J))
+        add(kcol, np.full(R, r_budget), econ.rep_cost - econ.release_cost)
+        add(hcol, np.full(S, r_budget), np.full(S, econ.hire_cost))
+        col = np.concatenate(cols)
+        row = np.concatenate(rws)
+        val = np.concatenate(vals)
+        order = np.lexsort((row, col))
+        col, row, val = col[order], row[order], val[order]
+        ncols = sigma + 1
+        start = np.searchsorted(col, np.arange(ncols + 1))
+
+        cost = np.zeros(ncols)
+        if maximise:
+            cost[:P] = travel
+            cost[kcol] = econ.rep_cost - econ.release_cost
+            cost[hcol] = econ.hire_cost
+            cost[sigma] = -s.strategy.margin
+        else:
+            cost[:P] = travel
+            cost[kcol] = econ.rep_cost - econ.release_cost
+            cost[hcol] = econ.hire_cost
+        lower = np.zeros(ncols)
+        upper = np.ones(ncols)
+        lower[kcol] = keep_lo
+        upper[hcol] = scenario.sites["max_hires"].to_numpy(float)
+        upper[sigma] = INF
+        if not maximise:
+            lower[sigma] = target
+        row_lo = np.full(rows, -INF)
+        row_hi = np.zeros(rows)
+        row_lo[:n] = 1.0
+        row_hi[:n] = 1.0
+        row_hi[r_bal_l:r_bal_l + S * M] = INF
+        row_lo[r_bal_l:r_bal_l + S * M] = 0.0
+        row_lo[r_head] = row_hi[r_head] = headcount
+        row_hi[r_tan:r_tan + J] = curve.sales[tangents] - lam * curve.hours[tangents]
+        row_hi[r_budget] = s.strategy.budget - constant
+
+        lp = highspy.HighsLp()
+        lp.num_col_ = ncols
+        lp.num_row_ = rows
+        lp.col_cost_ = cost
+        lp.col_lower_ = lower
+        lp.col_upper_ = upper
+        lp.row_lower_ = row_lo
+        lp.row_upper_ = row_hi
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = start.astype(np.int32)
+        lp.a_matrix_.index_ = row.astype(np.int32)
+        lp.a_matrix_.value_ = val
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("threads", 1)
+        h.passModel(lp)
+        h.run()
+        status = h.getModelStatus()
+        if status == highspy.HighsModelStatus.kInfeasible:
+            # pruning can only make the LP infeasible if the full one is too; check the full
+            # one before declaring it
+            if P < n * S:
+                pairs = _all_pairs(n, S, forced)
+                continue
+            return LpBound(headcount, -np.inf, True, False, rounds, P)
+        solution = h.getSolution()
+        objective = h.getInfo().objective_function_value
+        z = -(objective + constant) if maximise else -(objective + constant)
+        y = np.asarray(solution.row_dual)
+        # reduced cost of every pair x_is (min form): c - A^T y
+        all_rc = _pair_reduced_costs(problem, scenario, sites, y, n, S, M, scale,
+                                     r_bal_u, r_bal_l, r_budget)
+        all_rc[forced >= 0, :] = np.inf
+        all_rc[lock_units, forced[lock_units]] = 0.0
+        best_rc = np.minimum(all_rc.min(axis=1), 0.0)
+        farley = z - float(best_rc.sum())  # the max-form bound grows by the possible decrease
+        value = farley
+        negative = all_rc < -1e-7 * max(1.0, abs(objective))
+        if not negative.any():
+            return LpBound(headcount, z, True, True, rounds, P)
+        if rounds >= max_rounds or time.perf_counter() - t0 > time_limit:
+            return LpBound(headcount, value, False, True, rounds, P)
+        # add the five most negative columns of every unit that has one
+        take = np.argsort(all_rc, axis=1)[:, :5]
+        iu = np.repeat(np.arange(n), 5)
+        js = take.ravel()
+        keep = all_rc[iu, js] < -1e-7 * max(1.0, abs(objective))
+        new = np.column_stack([iu[keep], js[keep]])
+        pairs = np.unique(np.vstack([pairs, new]), axis=0)
+
+
+def _all_pairs(n: int, S: int, forced: np.ndarray) -> np.ndarray:
+    pu = np.repeat(np.arange(n), S)
+    ps = np.tile(np.arange(S), n)
+    ok = (forced[pu] < 0) | (forced[pu] == ps)
+    return np.column_stack([pu[ok], ps[ok]])
+
+
+def _pair_reduced_costs(problem, scenario, sites, y, n, S, M, scale, r_bal_u, r_bal_l, r_budget):
+    """``c_is (1 - y_budget) - y_i - sum_m a_im (yU_sm + yL_sm)`` for every unit and site."""
+    dist = scenario.coordinates.distance(np.arange(n)[:, None], sites[None, :])
+    travel = problem.travel_rate[:, None] * dist
+    yu = y[r_bal_u:r_bal_u + S * M].reshape(S, M)
+    yl = y[r_bal_l:r_bal_l + S * M].reshape(S, M)
+    a = problem.measures / scale
+    rc = travel * (1.0 - y[r_budget]) - y[:n, None] - a @ (yu + yl).T
+    return rc

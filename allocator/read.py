@@ -1,0 +1,135 @@
+"""Readers: one per input format, each returning plain tables; none builds an optimisation model.
+
+Every problem is reported as an :class:`InputError` naming the file, row, column and value.
+Rows are counted as a spreadsheet user counts them: the header is row 1, the first record row 2.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from allocator.exceptions import InputError
+
+TABLE_SUFFIXES = {".csv", ".parquet", ".pq", ".xlsx", ".xls"}
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The scenario file as a dict; syntax errors name the line and column."""
+    if not path.is_file():
+        raise InputError("scenario file not found", file=str(path))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        raise InputError(
+            f"YAML syntax error: {err.problem}",
+            file=str(path),
+            row=None if mark is None else mark.line + 1,
+            column=None if mark is None else f"character {mark.column + 1}",
+        ) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read YAML: {err}", file=str(path)) from None
+    if not isinstance(data, dict):
+        raise InputError("the scenario file must hold a mapping of sections", file=str(path))
+    return data
+
+
+def read_table(path: Path, sheet: str | None = None) -> pd.DataFrame:
+    """A CSV, Parquet or XLSX table with every column read as text first (types are checked later)."""
+    if not path.is_file():
+        raise InputError("table file not found", file=str(path))
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise InputError(
+            f"unknown table format '{suffix}' (use one of {sorted(TABLE_SUFFIXES)})", file=str(path)
+        )
+    try:
+        if suffix == ".csv":
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        elif suffix in {".parquet", ".pq"}:
+            table = pd.read_parquet(path)
+        else:
+            table = pd.read_excel(path, sheet_name=sheet or 0, dtype=str, keep_default_na=False)
+    except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise InputError(f"cannot read table: {err}", file=str(path)) from None
+    if table.empty:
+        raise InputError("table has no rows", file=str(path))
+    return table
+
+
+def require_columns(table: pd.DataFrame, columns: list[str], file: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputError(
+            f"missing column(s) {missing}; the table has {list(table.columns)}",
+            file=file,
+            column=missing[0],
+        )
+
+
+def text_column(table: pd.DataFrame, column: str, file: str) -> pd.Series:
+    """A column of identifiers: stripped text, never empty."""
+    values = table[column].astype(str).str.strip()
+    empty = values.eq("") | values.str.lower().isin(["nan", "none"])
+    if empty.any():
+        row = int(np.flatnonzero(empty.to_numpy())[0])
+        raise InputError("empty identifier", file=file, row=row + 2, column=column, value="")
+    return values
+
+
+def number_column(
+    table: pd.DataFrame,
+    column: str,
+    file: str,
+    *,
+    minimum: float | None = 0.0,
+    strict: bool = False,
+    integer: bool = False,
+) -> np.ndarray:
+    """A finite numeric column; ``minimum`` (inclusive, or exclusive if ``strict``) is enforced."""
+    raw = table[column]
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+    for row, (value, original) in enumerate(zip(values, raw, strict=True)):
+        if not math.isfinite(value):
+            raise InputError(
+                "not a finite number", file=file, row=row + 2, column=column, value=original
+            )
+        if minimum is not None and (value < minimum or (strict and value == minimum)):
+            bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+            raise InputError(
+                f"must be {bound}", file=file, row=row + 2, column=column, value=original
+            )
+        if integer and value != int(value):
+            raise InputError(
+                "must be a whole number", file=file, row=row + 2, column=column, value=original
+            )
+    return values
+
+
+def unique_ids(ids: pd.Series, column: str, file: str) -> None:
+    duplicated = ids.duplicated()
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated.to_numpy())[0])
+        raise InputError(
+            "duplicate id", file=file, row=row + 2, column=column, value=ids.iloc[row]
+        )
+
+
+def known_ids(
+    values: pd.Series, known: dict[str, int], column: str, file: str, what: str
+) -> np.ndarray:
+    """Map identifiers to positions; an unknown identifier is an error naming its row."""
+    positions = values.map(known)
+    unknown = positions.isna()
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise InputError(
+            f"unknown {what}", file=file, row=row + 2, column=column, value=values.iloc[row]
+        )
+    return positions.to_numpy(dtype=np.int64)

@@ -72,11 +72,13 @@ class AlignmentProblem:
     def n(self) -> int:
         return len(self.measures)
 
-    def bounds(self, staffing: Staffing) -> tuple[np.ndarray, np.ndarray]:
-        """Lower and upper load of each territory and measure, shape (T, M)."""
+    def bounds(self, staffing: Staffing, shrink: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper load of each territory and measure, shape (T, M), with the
+        tolerance scaled by ``shrink``."""
         omega = self.measures.sum(axis=0) / staffing.headcount
         n_reps = staffing.n_reps[:, None]
-        return (1 - self.tolerance) * omega * n_reps, (1 + self.tolerance) * omega * n_reps
+        tol = shrink * self.tolerance
+        return (1 - tol) * omega * n_reps, (1 + tol) * omega * n_reps
 
     def distance(self, units: np.ndarray, sites: np.ndarray) -> np.ndarray:
         return self.scenario.coordinates.distance(units, sites)
@@ -112,7 +114,8 @@ def _rep_territory(staffing: Staffing) -> dict[int, int]:
 
 
 def balanced_lp(problem: AlignmentProblem, staffing: Staffing, units: np.ndarray,
-                terr: np.ndarray, penalty: float | None = None) -> tuple[np.ndarray, float, float]:
+                terr: np.ndarray, penalty: float | None = None,
+                shrink: float = 1.0) -> tuple[np.ndarray, float, float]:
     """Solve the LP relaxation of balanced assignment over the given pairs with HiGHS.
 
     Balance rows are elastic: a violation costs ``penalty`` per unit of measure (scaled to the
@@ -121,7 +124,7 @@ def balanced_lp(problem: AlignmentProblem, staffing: Staffing, units: np.ndarray
     """
     n, T = problem.n, len(staffing.sites)
     M = problem.measures.shape[1]
-    lower, upper = problem.bounds(staffing)
+    lower, upper = problem.bounds(staffing, shrink)
     scale = problem.measures.sum(axis=0) / staffing.headcount
     cost = problem.cost(units, staffing.sites[terr])
     if penalty is None:
@@ -322,9 +325,9 @@ class LocalSearch:
                     after = self._viol(t, load_t) + self._viol(u, load_u)
                     key = (after - before, float(there[k] - here))
                     if violation > 1e-9:
-                        if key[0] < -1e-12 or (abs(key[0]) <= 1e-12 and key[1] < -1e-9):
-                            pass
-                        else:
+                        # while out of balance only balance counts: travel moves would fill
+                        # neighbours to their bounds and leave no room for the repair
+                        if key[0] >= -1e-12:
                             continue
                     elif key[0] > 1e-12 or key[1] >= -1e-9:
                         continue
@@ -438,18 +441,30 @@ def staffing_from(rep_homes: np.ndarray, kept: list[int], hire_sites: np.ndarray
 
 def align(problem: AlignmentProblem, staffing: Staffing, candidates: int,
           contiguity: bool = True) -> tuple[np.ndarray, LocalSearch]:
-    """Balanced LP over pruned pairs, rounding, contiguity repair and local search."""
-    k = candidates
-    while True:
-        units, terr = candidate_pairs(problem, staffing, k)
-        x, _, violation = balanced_lp(problem, staffing, units, terr)
-        if violation < 1e-6 or k >= len(staffing.sites):
+    """Balanced LP over pruned pairs, rounding, contiguity repair and local search.
+
+    The LP is first solved with a tighter tolerance so that rounding its few split units, and
+    the contiguity repair, land inside the real tolerance; the tightening is relaxed if the LP
+    cannot meet it.
+    """
+    best = None
+    for shrink in (0.5, 0.75, 1.0):
+        k = candidates
+        while True:
+            units, terr = candidate_pairs(problem, staffing, k)
+            x, _, violation = balanced_lp(problem, staffing, units, terr, shrink=shrink)
+            if violation < 1e-6 or k >= len(staffing.sites):
+                break
+            k = min(2 * k, len(staffing.sites))  # pruning too tight for balance: widen it
+        assignment = round_assignment(problem, units, terr, x)
+        search = LocalSearch(problem, staffing, assignment, contiguity)
+        search.repair_contiguity()
+        search.run()
+        if best is None or (search.violation(), search.travel()) < best[0]:
+            best = ((search.violation(), search.travel()), search)
+        if search.violation() <= 1e-9:
             break
-        k = min(2 * k, len(staffing.sites))  # pruning too tight for balance: widen it
-    assignment = round_assignment(problem, units, terr, x)
-    search = LocalSearch(problem, staffing, assignment, contiguity)
-    search.repair_contiguity()
-    search.run()
+    search = best[1]
     return search.assignment, search
 
 
@@ -483,4 +498,78 @@ def relocate_hires(problem: AlignmentProblem, staffing: Staffing,
             used.pop(current, None)
             used[best] = int(staffing.hires[t])
             new.sites[t] = best
+    return new
+
+
+def staffing_from_lp(problem: AlignmentProblem, headcount: int, keep_value: np.ndarray,
+                     hire_value: np.ndarray) -> Staffing:
+    """Round the LP's staffing: keep the reps it keeps most, hires by largest remainder.
+
+    The LP places people where balance needs them (its balance rows tie each site's workload to
+    its reps), which a location heuristic ignorant of balance does not.
+    """
+    scenario = problem.scenario
+    homes = scenario.reps["home"].to_numpy()
+    room = scenario.sites["max_hires"].to_numpy()
+    site_units = scenario.sites["unit"].to_numpy()
+    locked = set(int(r) for r in problem.lock_unit[problem.lock_unit >= 0])
+    spec = scenario.settings.reps
+    must = len(homes) if spec is not None and spec.lock == "keep" else len(locked)
+    k = int(np.clip(round(float(keep_value.sum())), max(must, headcount - int(room.sum())),
+                    min(len(homes), headcount)))
+    order = sorted(range(len(homes)), key=lambda r: (r not in locked, -keep_value[r], r))
+    kept = sorted(order[:k])
+    hires = headcount - k
+    value = np.minimum(np.maximum(hire_value, 0.0), room)
+    count = np.minimum(np.floor(value + 1e-9).astype(np.int64), room)
+    while count.sum() > hires:
+        count[np.argmax(np.where(count > 0, -value + count, -np.inf))] -= 1
+    remainder = np.where(count < room, value - count, -np.inf)
+    for s in np.argsort(-remainder, kind="stable"):
+        if count.sum() >= hires:
+            break
+        if count[s] < room[s]:
+            count[s] += 1
+    if count.sum() < hires:  # the LP spread hires thinner than the places: fill any room left
+        for s in np.argsort(-value, kind="stable"):
+            while count.sum() < hires and count[s] < room[s]:
+                count[s] += 1
+    hire_sites = np.repeat(site_units, count)
+    return staffing_from(homes[kept], kept, hire_sites)
+
+
+def site_needs(problem: AlignmentProblem, headcount: int) -> np.ndarray:
+    """Reps a territory needs at least so that its own site unit fits: per unit of ``problem``,
+    ``max_m ceil(a_im / ((1 + tau_m) omega_m))``."""
+    omega = problem.measures.sum(axis=0) / headcount
+    per_rep = (1 + problem.tolerance) * omega
+    return np.maximum(1, np.ceil(problem.measures / per_rep - 1e-9).max(axis=1)).astype(np.int64)
+
+
+def ensure_site_capacity(problem: AlignmentProblem, staffing: Staffing) -> Staffing:
+    """Give every territory the reps its own site unit needs, moving hires from territories that
+    have more than they need (head count unchanged). A unit heavier than one rep can carry is
+    staffed by several reps, never clipped."""
+    need = site_needs(problem, staffing.headcount)[staffing.sites]
+    room = problem.scenario.sites.set_index("unit")["max_hires"].to_dict()
+    new = staffing.copy()
+    for t in np.argsort(-(need - new.n_reps), kind="stable"):
+        while new.n_reps[t] < need[t] and new.hires[t] < room.get(int(new.sites[t]), 0):
+            spare = new.n_reps - need
+            donors = np.flatnonzero((new.hires > 0) & (spare > 0))
+            if len(donors):
+                donor = donors[np.argmax(spare[donors])]
+            else:  # close a one-hire territory, the one whose site carries least work
+                single = np.flatnonzero((new.hires == new.n_reps) & (new.n_reps == 1))
+                single = single[single != t]
+                if not len(single):
+                    break
+                donor = single[np.argmin(problem.measures[new.sites[single], 0])]
+            new.hires[donor] -= 1
+            new.hires[t] += 1
+    empty = new.n_reps == 0
+    if empty.any():
+        keep = ~empty
+        new = Staffing(new.sites[keep], [r for r, k in zip(new.reps, keep, strict=True) if k],
+                       new.hires[keep])
     return new

@@ -29,6 +29,7 @@ import highspy
 import numpy as np
 
 from allocator.alignment import AlignmentProblem
+from allocator.response import conjugate, price_grid
 from allocator.scenario import Scenario
 from allocator.sizing import ResponseCurve, economics
 
@@ -43,11 +44,14 @@ class LpBound:
     feasible: bool
     rounds: int
     columns: int
+    keep: np.ndarray | None = None  # LP value of keeping each existing rep
+    hire: np.ndarray | None = None  # LP hires at each site (scenario.sites order)
 
 
 def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount: int,
-                       curve: ResponseCurve, start_k: int = 8, time_limit: float = 30.0,
-                       max_rounds: int = 25) -> LpBound:
+                       curve: ResponseCurve, start_k: int = 12, time_limit: float = 10.0,
+                       max_rounds: int = 60, columns_per_round: int = 20,
+                       lp_method: str = "simplex", strong_links: bool | None = None) -> LpBound:
     s = scenario.settings
     t0 = time.perf_counter()
     n = scenario.n_units
@@ -91,7 +95,16 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
     constant = R * econ.release_cost + managers
     maximise = s.strategy.objective == "max_contribution"
     target = scenario.target_sales()
+    # territory-level response: S_t(h_t) <= lambda_l h_t + sum_i phi_i(lambda_l) x_it
+    prices = price_grid(curve.marginal(e_hi), points=13, spread=3.0)
+    L = len(prices)
+    units = scenario.units
+    phi = np.column_stack([conjugate(units["potential"].to_numpy(float),
+                                     units["workload"].to_numpy(float), lam_l, s.response)
+                           for lam_l in prices])
 
+    # x_is <= n_s tightens the bound a lot but makes big LPs slow (simplex and IPM alike)
+    strong = len(pairs) <= 20_000 if strong_links is None else strong_links
     rounds = 0
     value = -np.inf
     while True:
@@ -106,7 +119,10 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
         r_head = n + 2 * S * M
         r_tan = r_head + 1
         r_budget = r_tan + J
-        rows = r_budget + 1
+        r_link = r_budget + 1
+        r_terr = r_link + 1
+        r_xlink = r_terr + S * L
+        rows = r_xlink + (P if strong else 0)
         cols, rws, vals = [], [], []
 
         def add(col, row, val):
@@ -121,9 +137,28 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
             add(xcol, r_bal_u + ps * M + m, a[:, m])
             add(xcol, r_bal_l + ps * M + m, a[:, m])
         add(xcol, np.full(P, r_budget), travel)
+        for l in range(L):
+            add(xcol, r_terr + ps * L + l, -phi[pu, l])
+        # strong linking x_is <= n_s: a site with a fraction of a rep gets that fraction of a unit
+        if strong:
+            add(xcol, r_xlink + xcol, np.ones(P))
+        by_site = np.argsort(ps, kind="stable")
+        site_start = np.searchsorted(ps[by_site], np.arange(S + 1))
         kcol = P + np.arange(R)
         hcol = P + R + np.arange(S)
         sigma = P + R + S
+        tcol = sigma + 1 + np.arange(S)
+        for l in range(L):
+            add(kcol, r_terr + rep_site * L + l, -prices[l] * econ.rep_hours)
+            add(hcol, r_terr + np.arange(S) * L + l, np.full(S, -prices[l] * econ.hire_hours))
+            add(tcol, r_terr + np.arange(S) * L + l, np.ones(S))
+        for k in range(R if strong else 0):
+            rows_k = by_site[site_start[rep_site[k]]:site_start[rep_site[k] + 1]]
+            add(np.full(len(rows_k), P + k), r_xlink + rows_k, -np.ones(len(rows_k)))
+        if strong:
+            add(P + R + ps[by_site], r_xlink + by_site, -np.ones(P))
+        add([sigma], [r_link], [1.0])
+        add(tcol, np.full(S, r_link), -np.ones(S))
         for m in range(M):
             up = (1 + problem.tolerance[m]) * omega[m] / scale[m]
             lo = (1 - problem.tolerance[m]) * omega[m] / scale[m]
@@ -145,7 +180,7 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
         val = np.concatenate(vals)
         order = np.lexsort((row, col))
         col, row, val = col[order], row[order], val[order]
-        ncols = sigma + 1
+        ncols = sigma + 1 + S
         start = np.searchsorted(col, np.arange(ncols + 1))
 
         cost = np.zeros(ncols)
@@ -163,6 +198,7 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
         lower[kcol] = keep_lo
         upper[hcol] = scenario.sites["max_hires"].to_numpy(float)
         upper[sigma] = INF
+        upper[tcol] = INF
         if not maximise:
             lower[sigma] = target
         row_lo = np.full(rows, -INF)
@@ -190,6 +226,8 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", 1)
+        h.setOptionValue("solver", lp_method)
+        h.setOptionValue("time_limit", max(1.0, time_limit - (time.perf_counter() - t0)))
         h.passModel(lp)
         h.run()
         status = h.getModelStatus()
@@ -200,28 +238,39 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
                 pairs = _all_pairs(n, S, forced)
                 continue
             return LpBound(headcount, -np.inf, True, False, rounds, P)
+        if status != highspy.HighsModelStatus.kOptimal:
+            # out of time inside the LP: no valid dual, fall back to the sizing bound
+            return LpBound(headcount, np.inf, False, True, rounds, P)
         solution = h.getSolution()
         objective = h.getInfo().objective_function_value
-        z = -(objective + constant) if maximise else -(objective + constant)
+        z = -(objective + constant)  # back to the max form (contribution, or minus cost)
         y = np.asarray(solution.row_dual)
         # reduced cost of every pair x_is (min form): c - A^T y
         all_rc = _pair_reduced_costs(problem, scenario, sites, y, n, S, M, scale,
                                      r_bal_u, r_bal_l, r_budget)
+        all_rc += phi @ y[r_terr:r_terr + S * L].reshape(S, L).T
+        if strong:
+            all_rc[pu, ps] -= y[r_xlink:r_xlink + P]  # the pairs in the model have a link row
         all_rc[forced >= 0, :] = np.inf
         all_rc[lock_units, forced[lock_units]] = 0.0
-        best_rc = np.minimum(all_rc.min(axis=1), 0.0)
-        farley = z - float(best_rc.sum())  # the max-form bound grows by the possible decrease
-        value = farley
+        x_all = np.asarray(solution.col_value)
+        # Farley: for every x of the full LP, cost = y.b + sum_j rc_j x_j; the non-pair columns
+        # give the same as in the restricted optimum, each unit's pairs at least its least rc
+        used = float((all_rc[pu, ps] * x_all[:P]).sum())
+        value = z + used - float(all_rc.min(axis=1).sum())
         negative = all_rc < -1e-7 * max(1.0, abs(objective))
+        keep_value, hire_value = x_all[kcol], x_all[hcol]
+        # pairs already in the model may price negative at their upper bound: only new ones count
+        negative[pu, ps] = False
         if not negative.any():
-            return LpBound(headcount, z, True, True, rounds, P)
+            return LpBound(headcount, z, True, True, rounds, P, keep_value, hire_value)
         if rounds >= max_rounds or time.perf_counter() - t0 > time_limit:
-            return LpBound(headcount, value, False, True, rounds, P)
-        # add the five most negative columns of every unit that has one
-        take = np.argsort(all_rc, axis=1)[:, :5]
-        iu = np.repeat(np.arange(n), 5)
+            return LpBound(headcount, value, False, True, rounds, P, keep_value, hire_value)
+        # add the most negative columns of every unit that has some
+        take = np.argsort(np.where(negative, all_rc, np.inf), axis=1)[:, :columns_per_round]
+        iu = np.repeat(np.arange(n), take.shape[1])
         js = take.ravel()
-        keep = all_rc[iu, js] < -1e-7 * max(1.0, abs(objective))
+        keep = negative[iu, js]
         new = np.column_stack([iu[keep], js[keep]])
         pairs = np.unique(np.vstack([pairs, new]), axis=0)
 

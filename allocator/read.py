@@ -51,7 +51,9 @@ def read_table(path: Path, sheet: str | None = None) -> pd.DataFrame:
         )
     try:
         if suffix == ".csv":
-            table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+            # blank lines are kept (as empty rows) so that row numbers match what the user sees
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
+                                skip_blank_lines=False)
         elif suffix in {".parquet", ".pq"}:
             table = pd.read_parquet(path)
         else:

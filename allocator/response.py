@@ -89,3 +89,24 @@ def pooled_sales(potential: np.ndarray, workload: np.ndarray, hours: float,
     group = np.zeros(len(potential), dtype=np.int64)
     effort = spread_effort(potential, workload, np.array([hours]), group, spec)
     return float(unit_sales(potential, workload, effort, spec).sum())
+
+
+def conjugate(potential: np.ndarray, workload: np.ndarray, lam: float,
+              spec: ResponseSpec) -> np.ndarray:
+    """``phi_i(lambda) = max_e s_i(e) - lambda e`` for every unit (the sales less the hours priced
+    at ``lambda``, at the best effort).
+
+    For any territory ``t`` with ``h_t`` hours, weak duality gives the bound that is linear in the
+    assignment: ``S_t(h_t) <= lambda h_t + sum_{i in t} phi_i(lambda)`` for every ``lambda > 0``.
+    """
+    active = workload > 0
+    slope = np.zeros_like(potential, dtype=float)
+    slope[active] = potential[active] * (spec.ceiling - spec.floor) * LN2 / (
+        spec.half * workload[active])
+    effort = _effort_at(slope, workload, spec.max_coverage * workload, lam, spec)
+    return unit_sales(potential, workload, effort, spec) - lam * effort
+
+
+def price_grid(centre: float, points: int = 13, spread: float = 2.0) -> np.ndarray:
+    """Hour prices around ``centre``, geometric, from ``centre / spread`` to ``centre * spread``."""
+    return centre * np.exp2(np.linspace(-np.log2(spread), np.log2(spread), points))

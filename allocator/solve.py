@@ -25,8 +25,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from allocator.alignment import (AlignmentProblem, LocalSearch, Staffing, align, choose_reps,
-                                 place_hires, relocate_hires)
+from allocator.alignment import (AlignmentProblem, LocalSearch, align, choose_reps,
+                                 ensure_site_capacity, place_hires,
+                                 staffing_from, staffing_from_lp)
+from allocator.formulation import build_headcount_mip, hint_flows
+from allocator.improve import lns, merge_repair
+from allocator.solvers import solve_mip
 from allocator.bounds import headcount_lp_bound
 from allocator.checker import assert_plan
 from allocator.exceptions import InfeasibleError, NoSolutionError
@@ -87,21 +91,22 @@ def solve(scenario: Scenario, *, solver: str | None = None, time_limit: float | 
     order = sorted(feasible, key=lambda b: (-b.value_bound, b.headcount))
     best: Plan | None = None
     evaluated: dict[int, dict] = {}
-    for b in order:
+    for rank, b in enumerate(order):
         incumbent = best.objective() if best is not None else -math.inf
         if b.value_bound <= incumbent + spec.gap * abs(incumbent):
             continue
-        if time.perf_counter() > deadline and best is not None:
+        now = time.perf_counter()
+        if now > deadline:
             break
-        remaining = deadline - time.perf_counter()
-        plan, info = plan_for_headcount(scenario, problem, curve, b, rng, remaining, note)
-        lp = headcount_lp_bound(scenario, problem, b.headcount, curve,
-                                time_limit=max(1.0, 0.15 * remaining))
-        info["lp_bound"] = lp.value
-        info["lp_exact"] = lp.exact
+        # the best-bound head count gets most of the time; later ones share what is left
+        share = 0.5 if rank == 0 else 0.34
+        until = min(deadline, now + max(share * (deadline - now), 2.0))
+        plan, info = plan_for_headcount(scenario, problem, curve, b, rng, until, note,
+                                        incumbent)
         evaluated[b.headcount] = info
         if plan is not None:
-            note(f"N={b.headcount}: objective {plan.objective():,.0f}, bound {min(lp.value, b.value_bound):,.0f}")
+            note(f"N={b.headcount}: objective {plan.objective():,.0f}, "
+                 f"bound {min(info['lp_bound'], b.value_bound):,.0f}")
             if best is None or plan.objective() > best.objective():
                 best = plan
     runtime = time.perf_counter() - started
@@ -123,38 +128,116 @@ def solve(scenario: Scenario, *, solver: str | None = None, time_limit: float | 
 
 
 def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: ResponseCurve,
-                       bound, rng: np.random.Generator, time_left: float,
-                       note: Progress) -> tuple[Plan | None, dict]:
+                       bound, rng: np.random.Generator, until: float,
+                       note: Progress, incumbent: float = -math.inf) -> tuple[Plan | None, dict]:
+    """The best plan found for one head count before ``until``, and its bound.
+
+    A head count whose LP bound cannot beat ``incumbent`` (within the gap) is not planned.
+    """
     s = scenario.settings
-    econ = economics(scenario)
-    marginal = curve.marginal(bound.hours)
-    kept = choose_reps(problem, bound.kept, marginal, s.strategy.margin, econ.rep_hours,
-                       econ.rep_cost, econ.release_cost)
-    staffing = place_hires(problem, kept, bound.hires, rng)
-    assignment, search = align(problem, staffing, s.alignment.candidates, s.alignment.contiguity)
-    best_travel = search.travel() if search.violation() < 1e-9 else math.inf
-    best_pair = (staffing, assignment, search)
-    for _ in range(4):  # location-allocation rounds
-        moved = relocate_hires(problem, best_pair[0], best_pair[1])
-        if np.array_equal(moved.sites, best_pair[0].sites):
-            break
-        assignment, search = align(problem, moved, s.alignment.candidates, s.alignment.contiguity)
-        travel = search.travel() if search.violation() < 1e-9 else math.inf
-        if travel < best_travel - 1e-9:
-            best_travel, best_pair = travel, (moved, assignment, search)
-        else:
-            break
-    staffing, assignment, search = best_pair
-    info = {"violation": search.violation(), "travel": search.travel()}
-    if search.violation() > 1e-9:
-        note(f"N={bound.headcount}: balance not reached (violation {search.violation():.3g})")
+    spec = s.solver
+    n = bound.headcount
+    lp = headcount_lp_bound(scenario, problem, n, curve,
+                            time_limit=min(30.0, max(1.0, 0.4 * (until - time.perf_counter()))))
+    info: dict = {"lp_bound": lp.value, "lp_exact": lp.exact}
+    if not lp.feasible:
+        note(f"N={n}: the LP relaxation is infeasible")
         return None, info
-    plan = make_plan(scenario, problem, staffing, assignment)
-    if plan.costs["total"] > s.strategy.budget:
-        note(f"N={bound.headcount}: over budget after travel")
+    if lp.value <= incumbent + spec.gap * abs(incumbent):
+        info["pruned"] = True
+        note(f"N={n}: pruned, its LP bound {lp.value:,.0f} cannot beat {incumbent:,.0f}")
+        return None, info
+    econ = economics(scenario)
+    staffings = []
+    if lp.keep is not None:
+        staffings.append(staffing_from_lp(problem, n, lp.keep, lp.hire))
+    kept = choose_reps(problem, bound.kept, curve.marginal(bound.hours), s.strategy.margin,
+                       econ.rep_hours, econ.rep_cost, econ.release_cost)
+    staffings.append(place_hires(problem, kept, bound.hires, rng))
+    plan = None
+    for attempt, staffing in enumerate(staffings):
+        staffing = ensure_site_capacity(problem, staffing)
+        # the first staffing gets most of the time; a second one is tried if it cannot balance
+        stop = until if attempt == len(staffings) - 1 else \
+            time.perf_counter() + 0.6 * (until - time.perf_counter())
+        assignment, search = align(problem, staffing, s.alignment.candidates,
+                                   s.alignment.contiguity)
+        if search.violation() > 1e-9:
+            staffing, assignment = merge_repair(problem, staffing, assignment)
+        assignment, stats = lns(problem, staffing, assignment, spec, stop, rng)
+        search = LocalSearch(problem, staffing, assignment, s.alignment.contiguity)
+        search.run()
+        info.update(stats)
+        if search.violation() <= 1e-9:
+            plan = make_plan(scenario, problem, staffing, search.assignment)
+            break
+    small = problem.n * min(s.alignment.candidates, len(scenario.sites)) <= spec.exact_max_pairs
+    if small and time.perf_counter() < until - 1.0:
+        # the whole model is pruned to each unit's nearest sites, so its bound is not a bound
+        # of the head count; only its plan is used
+        exact, _ = solve_whole(scenario, problem, curve, n, plan, spec,
+                               until - time.perf_counter())
+        if exact is not None and (plan is None or exact.objective() > plan.objective()):
+            plan = exact
+    info["violation"] = search.violation()
+    if plan is None:
+        note(f"N={n}: balance not reached (violation {search.violation():.3g})")
+        return None, info
+    if plan.costs["total"] > s.strategy.budget * (1 + 1e-9):
+        note(f"N={n}: over budget after travel")
         return None, info
     info["objective"] = plan.objective()
     return plan, info
+
+
+def solve_whole(scenario: Scenario, problem: AlignmentProblem, curve: ResponseCurve, n: int,
+                start: Plan | None, spec, time_left: float) -> tuple[Plan | None, float | None]:
+    """The whole integer program of head count ``n`` on the chosen solver, from ``start``.
+
+    The model prices sales by the pooled response (an upper bound), so its bound is a valid
+    bound of the head count; its plan is re-evaluated with territory-level sales.
+    """
+    mip = build_headcount_mip(problem, n, curve, scenario.settings.alignment.candidates)
+    if start is not None:
+        _hint_whole(mip, problem, start)
+    outcome = solve_mip(mip.model, spec.name, time_limit=max(0.5, time_left), gap=spec.gap / 4,
+                        seed=spec.seed, threads=spec.threads)
+    if outcome.objective is None:
+        return None, outcome.bound
+    sites = scenario.sites["unit"].to_numpy()
+    homes = scenario.reps["home"].to_numpy()
+    kept = [k for k, var in mip.keep.items() if var.varValue > 0.5]
+    hire_sites = np.repeat(sites, [int(round(mip.hire[t].varValue)) for t in mip.territories])
+    staffing = staffing_from(homes[kept], kept, hire_sites)
+    position = {int(u): t for t, u in enumerate(staffing.sites)}
+    assignment = np.full(problem.n, -1, dtype=np.int64)
+    for (i, t), var in mip.x.items():
+        if var.varValue > 0.5:
+            assignment[i] = position[int(sites[t])]
+    if (assignment < 0).any():
+        return None, outcome.bound
+    return make_plan(scenario, problem, staffing, assignment), outcome.bound
+
+
+def _hint_whole(mip, problem: AlignmentProblem, plan: Plan) -> None:
+    scenario = problem.scenario
+    sites = scenario.sites["unit"].to_numpy()
+    site_pos = {int(u): t for t, u in enumerate(sites)}
+    staffing = plan.staffing
+    kept = {r for reps in staffing.reps for r in reps}
+    for k, var in mip.keep.items():
+        var.setInitialValue(1 if k in kept else 0)
+    hires = {site_pos[int(u)]: int(h) for u, h in zip(staffing.sites, staffing.hires, strict=True)}
+    opened = {site_pos[int(u)] for u in staffing.sites}
+    for t in mip.territories:
+        mip.hire[t].setInitialValue(hires.get(t, 0))
+        mip.open[t].setInitialValue(1 if t in opened else 0)
+    unit_terr = np.array([site_pos[int(staffing.sites[t])] for t in plan.assignment])
+    for (i, t), var in mip.x.items():
+        var.setInitialValue(1 if unit_terr[i] == t else 0)
+    hint_flows(mip, problem, unit_terr, {t: int(sites[t]) for t in mip.territories})
+    # territory-level sales never exceed the pooled tangents, so this start is feasible
+    mip.sigma.setInitialValue(min(float(plan.kpis["expected_sales"]), mip.sigma.upBound))
 
 
 def sizing_table(bounds, evaluated: dict[int, dict]) -> pd.DataFrame:
@@ -180,9 +263,14 @@ def binding_constraint(scenario: Scenario, plan: Plan, bounds) -> str:
     if up is not None and not up.feasible and "budget" in up.reason:
         return (f"budget binds: {n + 1} reps would cost {up.reason.split('cost at least ')[-1]}"
                 if "cost at least" in up.reason else f"budget binds ({up.reason})")
-    if s.strategy.budget - plan.costs["total"] < economics(scenario).hire_cost:
-        return (f"budget binds: {s.strategy.budget - plan.costs['total']:,.0f} left, less than "
-                f"one more hire costs")
+    econ = economics(scenario)
+    released = scenario.reps[~scenario.reps["rep_id"].isin(plan.reps["rep_id"])]
+    # the cheapest extra rep: a hire, or taking back a released rep (saving the release cost)
+    extra = min([econ.hire_cost, *(released["annual_cost"] - econ.release_cost)])
+    extra += (econ.managers(n + 1) - econ.managers(n)) * econ.manager_cost
+    left = s.strategy.budget - plan.costs["total"]
+    if left < extra:
+        return f"budget binds: {left:,.0f} left, less than one more rep costs ({extra:,.0f})"
     if n <= s.strategy.headcount.min:
         return f"headcount.min ({s.strategy.headcount.min}) binds"
     return ("diminishing returns: one more rep would add less contribution than cost "

@@ -1,0 +1,156 @@
+"""The ``allocator`` command: a thin layer over the Python API.
+
+Exit codes: 0 success, 1 engine error, 2 bad input, 3 infeasible scenario or no plan in time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from allocator.exceptions import AllocatorError, AllocatorWarning
+
+DEFAULT_SCENARIO = "scenarios/us_counties.yaml"
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool):
+    """Send file descriptor 1 to 2 meanwhile (C libraries write to it directly)."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _fail(err: AllocatorError, debug: bool) -> None:
+    if debug:
+        raise err
+    click.echo(f"error: {err}", err=True)
+    sys.exit(err.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="territory-allocator")
+def main() -> None:
+    """Plan a sales organisation: size, territories and quotas, by optimisation."""
+    warnings.simplefilter("default", AllocatorWarning)
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+def validate(scenario: str, as_json: bool, debug: bool) -> None:
+    """Load SCENARIO and check every table and setting, without solving."""
+    from allocator.scenario import load_scenario
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", AllocatorWarning)
+            loaded = load_scenario(scenario)
+    except AllocatorError as err:
+        _fail(err, debug)
+    summary = {
+        "scenario": loaded.name,
+        "units": loaded.n_units,
+        "adjacency_edges": int(len(loaded.edges)),
+        "islands_joined": len(loaded.islands),
+        "existing_reps": len(loaded.reps),
+        "sites": len(loaded.sites),
+        "hire_places": int(loaded.sites["max_hires"].sum()),
+        "sha256": loaded.sha256,
+        "warnings": [str(w.message) for w in caught],
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        for w in summary["warnings"]:
+            click.echo(f"warning: {w}", err=True)
+        click.echo(f"{scenario}: valid ({summary['units']} units, {summary['adjacency_edges']} "
+                   f"adjacencies, {summary['existing_reps']} reps, {summary['sites']} sites)")
+
+
+def _solve_options(func):
+    options = [
+        click.option("--solver", type=click.Choice(["cpsat", "highs", "cbc"]), default=None,
+                     help="Integer programming solver (default: the scenario's)."),
+        click.option("--time-limit", type=float, default=None, help="Seconds of wall time."),
+        click.option("--gap", type=float, default=None, help="Stop at this relative gap."),
+        click.option("--seed", type=int, default=None, help="Random seed."),
+        click.option("--threads", type=int, default=None, help="Solver threads."),
+        click.option("--models-dir", type=click.Path(file_okay=False), default="models",
+                     show_default=True, help="Folder that receives run folders."),
+        click.option("--json", "as_json", is_flag=True, help="Print result.json to stdout."),
+        click.option("--quiet", is_flag=True, help="No progress messages."),
+        click.option("--debug", is_flag=True, help="Show the traceback of an error."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _run(scenario_path: str, solver, time_limit, gap, seed, threads, models_dir, as_json, quiet,
+         debug) -> None:
+    from allocator.api import solve_and_write
+
+    def progress(message: str) -> None:
+        if not quiet and not as_json:
+            click.echo(message, err=True)
+
+    try:
+        # solver libraries print banners on the process's stdout; keep stdout for the JSON
+        with _stdout_to_stderr(as_json):
+            folder, record = solve_and_write(scenario_path, models_dir=models_dir, solver=solver,
+                                             time_limit=time_limit, gap=gap, seed=seed,
+                                             threads=threads, progress=progress)
+    except AllocatorError as err:
+        _fail(err, debug)
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+        return
+    k = record["kpis"]
+    click.echo(f"run: {folder}")
+    click.echo(f"status {record['status']} ({record['termination']}), objective "
+               f"{record['objective']:,.0f}, bound {record['bound']:,.0f}, gap {record['gap']:.3%}, "
+               f"{record['runtime_s']:.1f} s, solver {record['solver']}")
+    click.echo(f"head count {k['headcount']} ({k['kept']} kept, {k['hires']} hires, "
+               f"{k['released']} released, {k['managers']} managers) in {k['territories']} "
+               f"territories; expected sales {k['expected_sales']:,.0f}; cost {k['cost']:,.0f} "
+               f"({k['budget_used']:.1%} of budget)")
+    click.echo(f"workload per rep {k['workload_index_min']:.3f}-{k['workload_index_max']:.3f} x mean "
+               f"(tolerance ±{k['balance_tolerance']:.0%}); {record['binding']}")
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@_solve_options
+def solve(scenario, **options) -> None:
+    """Optimise SCENARIO and write a run folder under --models-dir."""
+    _run(scenario, **options)
+
+
+@main.command()
+@click.option("--scenario", default=DEFAULT_SCENARIO, show_default=True,
+              type=click.Path(dir_okay=False), help="The embedded default scenario.")
+@_solve_options
+def demo(scenario, **options) -> None:
+    """Solve the embedded default scenario (3,108 US counties plus DC)."""
+    _run(scenario, **options)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

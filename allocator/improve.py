@@ -1,0 +1,181 @@
+"""Exact improvement with the chosen solver: the whole model when small, else LNS.
+
+Large-neighbourhood search: pick a territory (the most out of balance first, then in turn), add
+its adjacent territories until the neighbourhood holds enough units, and re-solve the alignment
+of that neighbourhood exactly with balance and contiguity (:func:`build_subproblem`), the rest
+fixed. A re-solve is kept when it lowers (balance violation, travel); the current plan is the
+start, so a re-solve never makes things worse.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from allocator.alignment import AlignmentProblem, LocalSearch, Staffing
+from allocator.formulation import build_subproblem, hint_flows
+from allocator.settings import SolverSpec
+from allocator.solvers import solve_mip
+
+
+def territory_graph(problem: AlignmentProblem, assignment: np.ndarray, T: int) -> list[set[int]]:
+    edges = problem.scenario.edges
+    a, b = assignment[edges[:, 0]], assignment[edges[:, 1]]
+    graph: list[set[int]] = [set() for _ in range(T)]
+    for u, v in zip(a[a != b], b[a != b], strict=True):
+        graph[u].add(int(v))
+        graph[v].add(int(u))
+    return graph
+
+
+def neighbourhood(graph: list[set[int]], seed: int, sizes: np.ndarray, max_units: int,
+                  max_territories: int, rng: np.random.Generator) -> list[int]:
+    chosen = [seed]
+    frontier = list(graph[seed])
+    rng.shuffle(frontier)
+    total = sizes[seed]
+    while frontier and len(chosen) < max_territories:
+        t = frontier.pop(0)
+        if t in chosen or total + sizes[t] > max_units:
+            continue
+        chosen.append(t)
+        total += sizes[t]
+        extra = [u for u in graph[t] if u not in chosen]
+        rng.shuffle(extra)
+        frontier.extend(extra)
+    return sorted(chosen)
+
+
+def lns(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
+        spec: SolverSpec, deadline: float, rng: np.random.Generator,
+        max_units: int = 160, max_territories: int = 5) -> tuple[np.ndarray, dict]:
+    """Improve ``assignment`` by exact re-solves of neighbourhoods until the deadline."""
+    search = LocalSearch(problem, staffing, assignment)
+    T = len(staffing.sites)
+    stats = {"resolves": 0, "improved": 0}
+    quiet = 0
+    order = list(rng.permutation(T))
+    while time.perf_counter() < deadline - 0.5 and quiet < T:
+        lower, upper = search.lower, search.upper
+        over = (np.maximum(search.load - upper, 0) + np.maximum(lower - search.load, 0)).sum(1)
+        violated = np.flatnonzero(over > 1e-9)
+        if len(violated):
+            # any violated territory, the worse more likely: a seed that failed is not retried
+            # forever
+            seed = int(rng.choice(violated, p=over[violated] / over[violated].sum()))
+        else:
+            if not order:
+                order = list(rng.permutation(T))
+            seed = int(order.pop())
+        graph = territory_graph(problem, search.assignment, T)
+        sizes = np.bincount(search.assignment, minlength=T)
+        repairing = len(violated) > 0
+        del repairing
+        terrs = neighbourhood(graph, seed, sizes, max_units, max_territories, rng)
+        if len(terrs) < 2:
+            quiet += 1
+            continue
+        before = (search.violation(), _travel(problem, staffing, search.assignment, terrs))
+        # a thousandth of the mean out of balance outweighs all travel of the neighbourhood
+        elastic = 1e3 * (before[1] + 1.0) if before[0] > 1e-9 else None
+        sub = build_subproblem(problem, staffing, search.assignment, terrs, elastic=elastic)
+        for (i, t), var in sub.x.items():
+            var.setInitialValue(1 if search.assignment[i] == t else 0)
+        hint_flows(sub, problem, search.assignment, {t: int(staffing.sites[t]) for t in terrs})
+        left = deadline - time.perf_counter()
+        outcome = solve_mip(sub.model, spec.name, time_limit=min(5.0, max(0.2, left - 0.3)),
+                            gap=1e-4, seed=spec.seed, threads=spec.threads)
+        stats["resolves"] += 1
+        if outcome.objective is None:
+            quiet += 1
+            continue
+        trial = search.assignment.copy()
+        for (i, t), var in sub.x.items():
+            if var.varValue is not None and var.varValue > 0.5:
+                trial[i] = t
+        candidate = LocalSearch(problem, staffing, trial)
+        after = (candidate.violation(), _travel(problem, staffing, trial, terrs))
+        if _connected(candidate, terrs) and (after[0] < before[0] - 1e-9 or (
+                after[0] <= before[0] + 1e-12 and after[1] < before[1] - 1e-6)):
+            search = candidate
+            stats["improved"] += 1
+            quiet = 0
+        else:
+            quiet += 1
+    return search.assignment, stats
+
+
+def _travel(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
+            terrs: list[int]) -> float:
+    members = np.flatnonzero(np.isin(assignment, terrs))
+    return float(problem.cost(members, staffing.sites[assignment[members]]).sum())
+
+
+def _connected(search: LocalSearch, terrs: list[int]) -> bool:
+    if not search.contiguity:
+        return True
+    return all(len(search.components(t)) == 1 for t in terrs)
+
+
+def merge_repair(problem: AlignmentProblem, staffing: Staffing,
+                 assignment: np.ndarray) -> tuple[Staffing, np.ndarray]:
+    """Merge an out-of-balance territory with an adjacent one into a team territory.
+
+    Where units are large against the work of one rep (a metro county), two adjacent territories
+    that cannot each be balanced often can be as one territory of ``n_a + n_b`` reps. Only hires
+    move base (to the other site, within its room); existing reps keep their home. Among the
+    merges whose union is within the tolerance, the one adding least travel is taken, repeatedly.
+    """
+    room = problem.scenario.sites.set_index("unit")["max_hires"].to_dict()
+    omega = problem.measures.sum(axis=0) / staffing.headcount
+    tol = problem.tolerance
+    staffing = staffing.copy()
+    assignment = assignment.copy()
+    while True:
+        T = len(staffing.sites)
+        n_reps = staffing.n_reps
+        load = np.zeros((T, problem.measures.shape[1]))
+        np.add.at(load, assignment, problem.measures)
+        lower, upper = (1 - tol) * omega * n_reps[:, None], (1 + tol) * omega * n_reps[:, None]
+        violated = np.flatnonzero(((load < lower - 1e-9) | (load > upper + 1e-9)).any(axis=1))
+        if not len(violated):
+            return staffing, assignment
+        graph = territory_graph(problem, assignment, T)
+        best = None
+        for a in violated:
+            for b in graph[a]:
+                for keep, gone in ((a, b), (b, a)):
+                    if staffing.reps[gone] or \
+                            staffing.hires[keep] + staffing.hires[gone] > room.get(
+                                int(staffing.sites[keep]), 0):
+                        continue
+                    n = n_reps[keep] + n_reps[gone]
+                    union = load[keep] + load[gone]
+                    before = (_excess(load[keep], lower[keep], upper[keep])
+                              + _excess(load[gone], lower[gone], upper[gone]))
+                    after = _excess(union, (1 - tol) * omega * n, (1 + tol) * omega * n)
+                    if after >= before - 1e-9:
+                        continue
+                    members = np.flatnonzero(assignment == gone)
+                    extra = float(problem.cost(members, np.full(len(members),
+                                                                staffing.sites[keep])).sum()
+                                  - problem.cost(members, staffing.sites[assignment[members]]).sum())
+                    if best is None or (after, extra) < best[0]:
+                        best = ((after, extra), keep, gone)
+        if best is None:
+            return staffing, assignment
+        _, keep, gone = best
+        staffing.hires[keep] += staffing.hires[gone]
+        assignment[assignment == gone] = keep
+        alive = np.ones(T, dtype=bool)
+        alive[gone] = False
+        remap = np.cumsum(alive) - 1
+        assignment = remap[assignment]
+        staffing = Staffing(staffing.sites[alive],
+                            [r for r, k in zip(staffing.reps, alive, strict=True) if k],
+                            staffing.hires[alive])
+
+
+def _excess(load: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
+    return float((np.maximum(load - upper, 0) + np.maximum(lower - load, 0)).sum())

@@ -1,0 +1,203 @@
+"""Run a PuLP model on OR-Tools CP-SAT, HiGHS or CBC with a start, a time limit and a gap.
+
+CP-SAT takes integer data only: each row is scaled to integer coefficients and rounded towards
+the feasible side (a ``<=`` row's coefficients up and its right-hand side down, for variables
+that are non-negative), so every CP-SAT solution is feasible for the original row. Continuous
+variables become integers (flows are integral anyway; sales in whole currency units).
+
+CBC runs as a child process; it has overrun its own time limit, so the limit is enforced from
+outside: after the limit plus a grace period it is interrupted, then killed.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+import pulp
+from ortools.sat.python import cp_model
+
+from allocator.exceptions import SolverError
+
+SOLVERS = ("cpsat", "highs", "cbc")
+
+
+@dataclass(frozen=True)
+class MipOutcome:
+    status: str  # optimal | feasible | infeasible | no_solution
+    objective: float | None  # in the model's own sense
+    bound: float | None
+    runtime_s: float
+
+
+def solve_mip(model: pulp.LpProblem, solver: str, *, time_limit: float, gap: float, seed: int,
+              threads: int, warm_start: bool = True) -> MipOutcome:
+    """Solve ``model`` in place (variable values are set) and report status and bound."""
+    started = time.perf_counter()
+    if solver == "cpsat":
+        outcome = _solve_cpsat(model, time_limit, gap, seed, threads, warm_start)
+    elif solver == "highs":
+        outcome = _solve_highs(model, time_limit, gap, seed, threads, warm_start)
+    elif solver == "cbc":
+        outcome = _solve_cbc(model, time_limit, gap, seed, threads, warm_start)
+    else:
+        raise SolverError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
+    return MipOutcome(outcome[0], outcome[1], outcome[2], time.perf_counter() - started)
+
+
+# -- CP-SAT ----------------------------------------------------------------------------------
+
+def _integer_row(coefficients: list[float], rhs: float, sense: int) -> tuple[list[int], int, int]:
+    """Scale a row to integers, rounding towards the feasible side."""
+    values = [abs(c) for c in coefficients if c != 0] + ([abs(rhs)] if rhs else [])
+    if all(float(v).is_integer() for v in values):
+        return [int(c) for c in coefficients], int(rhs), 1
+    top = max(values) if values else 1.0
+    scale = 10 ** max(0, min(6, 12 - int(math.ceil(math.log10(top + 1)))))
+    if sense == pulp.LpConstraintLE:
+        coefs = [math.ceil(c * scale - 1e-9) for c in coefficients]
+        return coefs, math.floor(rhs * scale + 1e-9), scale
+    if sense == pulp.LpConstraintGE:
+        coefs = [math.floor(c * scale + 1e-9) for c in coefficients]
+        return coefs, math.ceil(rhs * scale - 1e-9), scale
+    return [round(c * scale) for c in coefficients], round(rhs * scale), scale
+
+
+def _solve_cpsat(model, time_limit, gap, seed, threads, warm_start):
+    cp = cp_model.CpModel()
+    variables = model.variables()
+    cpvars = {}
+    for var in variables:
+        low = -10**12 if var.lowBound is None else math.ceil(var.lowBound - 1e-9)
+        high = 10**12 if var.upBound is None else math.floor(var.upBound + 1e-9)
+        cpvars[var.name] = cp.new_int_var(low, high, var.name)
+        if warm_start and var.varValue is not None:
+            cp.add_hint(cpvars[var.name], int(round(var.varValue)))
+    for constraint in model.constraints.values():
+        items = list(constraint.items())
+        rhs = -constraint.constant
+        coefs, bound, _ = _integer_row([c for _, c in items], rhs, constraint.sense)
+        expr = sum(k * cpvars[v.name] for (v, _), k in zip(items, coefs, strict=True) if k)
+        if constraint.sense == pulp.LpConstraintLE:
+            cp.add(expr <= bound)
+        elif constraint.sense == pulp.LpConstraintGE:
+            cp.add(expr >= bound)
+        else:
+            cp.add(expr == bound)
+    obj_items = list(model.objective.items())
+    obj_scale = 100.0
+    objective = sum(round(c * obj_scale) * cpvars[v.name] for v, c in obj_items)
+    if model.sense == pulp.LpMaximize:
+        cp.maximize(objective)
+    else:
+        cp.minimize(objective)
+    engine = cp_model.CpSolver()
+    engine.parameters.max_time_in_seconds = max(0.1, time_limit)
+    engine.parameters.relative_gap_limit = gap
+    engine.parameters.random_seed = seed
+    engine.parameters.num_workers = threads
+    code = engine.solve(cp)
+    if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return ("infeasible" if code == cp_model.INFEASIBLE else "no_solution", None, None)
+    for var in variables:
+        var.varValue = float(engine.value(cpvars[var.name]))
+    constant = model.objective.constant
+    value = pulp.value(model.objective)
+    bound = engine.best_objective_bound / obj_scale + constant
+    return ("optimal" if code == cp_model.OPTIMAL else "feasible", value, bound)
+
+
+# -- HiGHS (through PuLP, with a start) -------------------------------------------------------
+
+class _HighsWithStart(pulp.HiGHS):
+    """PuLP's HiGHS interface, handing the variables' current values over as a start."""
+
+    def __init__(self, start: bool, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.start = start
+        self.seed = seed
+
+    def callSolver(self, lp):
+        lp.solverModel.setOptionValue("random_seed", self.seed)
+        if self.start:
+            values = [0.0 if v.varValue is None else float(v.varValue) for v in lp.variables()]
+            solution = highspy.HighsSolution()
+            solution.col_value = values
+            solution.value_valid = True
+            lp.solverModel.setSolution(solution)
+        lp.solverModel.run()
+
+
+def _solve_highs(model, time_limit, gap, seed, threads, warm_start):
+    engine = _HighsWithStart(warm_start, seed, msg=False, timeLimit=time_limit, gapRel=gap,
+                             threads=threads)
+    model.solve(engine)
+    highs = model.solverModel
+    status = highs.getModelStatus()
+    info = highs.getInfo()
+    if info.primal_solution_status != 2:  # no feasible solution
+        if status == highspy.HighsModelStatus.kInfeasible:
+            return ("infeasible", None, None)
+        return ("no_solution", None, None)
+    value = pulp.value(model.objective)
+    # PuLP hands HiGHS the objective without its constant, negated when maximising
+    bound = info.mip_dual_bound
+    if not math.isfinite(bound):
+        bound = None
+    elif model.sense == pulp.LpMaximize:
+        bound = -bound + model.objective.constant
+    else:
+        bound = bound + model.objective.constant
+    optimal = status == highspy.HighsModelStatus.kOptimal
+    return ("optimal" if optimal else "feasible", value, bound)
+
+
+# -- CBC (child process, limit enforced from outside) -----------------------------------------
+
+class _DeadlinePopen(subprocess.Popen):
+    limit: float = 60.0
+
+    def wait(self, timeout=None):
+        try:
+            return super().wait(timeout=self.limit + 5.0)
+        except subprocess.TimeoutExpired:
+            self.send_signal(signal.SIGINT)  # CBC stops and writes its best solution
+            try:
+                return super().wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return super().wait()
+
+
+def _solve_cbc(model, time_limit, gap, seed, threads, warm_start):
+    from pulp.apis import coin_api
+
+    engine = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=gap, threads=threads,
+                               warmStart=warm_start, options=[f"randomSeed {seed + 1}"])
+    _DeadlinePopen.limit = time_limit
+    original = coin_api.subprocess.Popen
+    coin_api.subprocess.Popen = _DeadlinePopen
+    try:
+        model.solve(engine)
+    except pulp.PulpSolverError:
+        return ("no_solution", None, None)
+    finally:
+        coin_api.subprocess.Popen = original
+    status = pulp.LpStatus[model.status]
+    if status == "Infeasible":
+        return ("infeasible", None, None)
+    if model.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+        return ("no_solution", None, None)
+    value = pulp.value(model.objective)
+    optimal = model.sol_status == pulp.LpSolutionOptimal
+    # CBC's best bound is not reported through PuLP: an optimal answer is its own bound
+    return ("optimal" if optimal else "feasible", value, value if optimal else None)
+
+
+def values_of(variables) -> np.ndarray:
+    return np.array([0.0 if v.varValue is None else v.varValue for v in variables])

@@ -179,3 +179,103 @@ def merge_repair(problem: AlignmentProblem, staffing: Staffing,
 
 def _excess(load: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
     return float((np.maximum(load - upper, 0) + np.maximum(lower - load, 0)).sum())
+
+
+def move_hire_repair(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
+                     tries: int = 40, release: bool = False) -> tuple[Staffing, np.ndarray]:
+    """Move a rep from an under-loaded territory to an over-loaded (or the fullest) one.
+
+    A hire changes base; an existing rep (where the scenario lets reps go) is released and a
+    hire is added at the receiving territory, so that the head count stays and the plan stays within the LP's
+    feasible set (the bound remains valid).
+
+    A territory left without reps is dissolved: its units flow to the adjacent territories
+    (nearest base first). Then a balance-first local search runs; a move is kept only if the
+    total violation falls. Head count is unchanged.
+    """
+    room = problem.scenario.sites.set_index("unit")["max_hires"].to_dict()
+    spec = problem.scenario.settings.reps
+    may_release = release and (spec is None or spec.lock == "free")
+    locked = set(int(r) for r in problem.lock_unit[problem.lock_unit >= 0])
+    current = LocalSearch(problem, staffing, assignment)
+    current.run()
+    attempts = 0
+    improved = True
+    while improved and attempts < tries and current.violation() > 1e-9:
+        improved = False
+        st = current.staffing
+        excess = current.load - current.upper
+        deficit = current.lower - current.load
+        has_room = st.hires < np.array([room.get(int(u), 0) for u in st.sites])
+        over = np.flatnonzero((excess > 1e-9).any(axis=1) & has_room)
+        if not len(over):  # no over-loaded base with room: the fullest bases that have room
+            fill = (current.load / current.upper).max(axis=1)
+            over = np.flatnonzero(has_room)
+            over = over[np.argsort(-fill[over], kind="stable")][:3]
+        # donors: territories with a hire, under-loaded ones first, then the least loaded
+        slack = ((current.load - current.lower) / current.scale).min(axis=1)
+        releasable = np.array([any(r not in locked for r in reps) for reps in st.reps], dtype=bool)
+        with_hire = np.flatnonzero((st.hires > 0) | (releasable if may_release else False))
+        donors = with_hire[np.argsort(slack[with_hire], kind="stable")][:8]
+        receivers = over[np.argsort(-(excess[over] / current.scale).sum(axis=1), kind="stable")][:3]
+        graph = territory_graph(problem, current.assignment, len(st.sites))
+        pairs = []
+        for gone in donors:
+            near = [t for t in graph[gone] if has_room[t]]  # neighbours absorb its units
+            for to in list(receivers) + near:
+                if to != gone and (to, gone) not in pairs:
+                    pairs.append((int(to), int(gone)))
+        for to, gone in pairs:
+            if True:
+                if attempts >= tries:
+                    break
+                attempts += 1
+                trial_staffing = st.copy()
+                trial_staffing.hires[to] += 1
+                if trial_staffing.hires[gone] > 0:
+                    trial_staffing.hires[gone] -= 1
+                else:  # let an existing rep go (the scenario allows it)
+                    trial_staffing.reps[gone].remove(
+                        next(r for r in trial_staffing.reps[gone] if r not in locked))
+                trial = current.assignment.copy()
+                remap = np.arange(len(st.sites))
+                if trial_staffing.n_reps[gone] == 0:  # its only rep left: dissolve it
+                    trial = _dissolve(problem, trial_staffing, trial, int(gone))
+                    alive = np.arange(len(st.sites)) != gone
+                    remap = np.cumsum(alive) - 1
+                    trial_staffing = Staffing(
+                        trial_staffing.sites[alive],
+                        [r for r, k in zip(trial_staffing.reps, alive, strict=True) if k],
+                        trial_staffing.hires[alive])
+                search = LocalSearch(problem, trial_staffing, remap[trial])
+                search.repair_contiguity()
+                search.run()
+                if search.violation() < current.violation() - 1e-9:
+                    current = search
+                    improved = True
+                    break
+    return current.staffing, current.assignment
+
+
+def _dissolve(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
+              gone: int) -> np.ndarray:
+    """Hand the units of territory ``gone`` to adjacent territories, nearest base first."""
+    left = set(int(i) for i in np.flatnonzero(assignment == gone))
+    while left:
+        progress = False
+        for i in sorted(left):
+            options = {int(assignment[v]) for v in problem.adjacency[i]
+                       if int(v) not in left and assignment[v] != gone}
+            if options:
+                options = sorted(options)
+                cost = problem.cost(np.full(len(options), i), staffing.sites[options])
+                assignment[i] = options[int(np.argmin(cost))]
+                left.discard(i)
+                progress = True
+        if not progress:  # an enclave with no other neighbour: nearest base
+            for i in left:
+                cost = problem.cost(np.full(len(staffing.sites), i), staffing.sites)
+                cost[gone] = np.inf
+                assignment[i] = int(np.argmin(cost))
+            break
+    return assignment

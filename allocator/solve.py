@@ -29,7 +29,7 @@ from allocator.alignment import (AlignmentProblem, LocalSearch, align, choose_re
                                  ensure_site_capacity, place_hires,
                                  staffing_from, staffing_from_lp)
 from allocator.formulation import build_headcount_mip, hint_flows
-from allocator.improve import lns, merge_repair
+from allocator.improve import lns, merge_repair, move_hire_repair
 from allocator.solvers import solve_mip
 from allocator.bounds import headcount_lp_bound
 from allocator.checker import assert_plan
@@ -162,12 +162,27 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
             time.perf_counter() + 0.6 * (until - time.perf_counter())
         assignment, search = align(problem, staffing, s.alignment.candidates,
                                    s.alignment.contiguity)
-        if search.violation() > 1e-9:
+        violation = search.violation()
+        # repair rounds: team merges, hire moves, then exact re-solves, while balance improves
+        while violation > 1e-9 and time.perf_counter() < stop - 1.0:
             staffing, assignment = merge_repair(problem, staffing, assignment)
-        assignment, stats = lns(problem, staffing, assignment, spec, stop, rng)
+            staffing, assignment = move_hire_repair(problem, staffing, assignment)
+            if LocalSearch(problem, staffing, assignment).violation() > 1e-9:
+                # letting an existing rep go costs contribution: only when hires cannot fix it
+                staffing, assignment = move_hire_repair(problem, staffing, assignment,
+                                                        release=True)
+            short = min(stop, time.perf_counter() + max(2.0, 0.25 * (stop - time.perf_counter())))
+            assignment, stats = lns(problem, staffing, assignment, spec, short, rng)
+            info.update(stats)
+            violation = LocalSearch(problem, staffing, assignment,
+                                    s.alignment.contiguity).violation()
+        if violation <= 1e-9:  # balanced: the rest of the time improves travel
+            assignment, stats = lns(problem, staffing, assignment, spec, stop, rng)
+            info.update(stats)
         search = LocalSearch(problem, staffing, assignment, s.alignment.contiguity)
         search.run()
-        info.update(stats)
+        note(f"N={n}: staffing {'LP-rounded' if attempt == 0 and lp.keep is not None else 'k-means'}"
+             f", {len(staffing.sites)} territories, balance violation {search.violation():.3g}")
         if search.violation() <= 1e-9:
             plan = make_plan(scenario, problem, staffing, search.assignment)
             break

@@ -468,39 +468,6 @@ def align(problem: AlignmentProblem, staffing: Staffing, candidates: int,
     return search.assignment, search
 
 
-def relocate_hires(problem: AlignmentProblem, staffing: Staffing,
-                   assignment: np.ndarray) -> Staffing:
-    """Location step: move each hire-only territory's site to the hire site that serves it best.
-
-    The best site is the free hire site inside the territory with the least travel cost to all
-    the territory's units (a weighted medoid).
-    """
-    scenario = problem.scenario
-    room = scenario.sites.set_index("unit")["max_hires"].to_dict()
-    used = {int(s): int(h) for s, h in zip(staffing.sites, staffing.hires, strict=True)}
-    new = staffing.copy()
-    for t in range(len(staffing.sites)):
-        if staffing.reps[t] or staffing.hires[t] == 0:
-            continue
-        members = np.flatnonzero(assignment == t)
-        options = [int(u) for u in members
-                   if room.get(int(u), 0) >= staffing.hires[t] and used.get(int(u), 0) == 0]
-        current = int(staffing.sites[t])
-        if not options:
-            continue
-        options.append(current)
-        best, best_cost = current, None
-        for site in options:
-            c = float(problem.cost(members, np.full(len(members), site)).sum())
-            if best_cost is None or c < best_cost - 1e-9:
-                best, best_cost = site, c
-        if best != current:
-            used.pop(current, None)
-            used[best] = int(staffing.hires[t])
-            new.sites[t] = best
-    return new
-
-
 def staffing_from_lp(problem: AlignmentProblem, headcount: int, keep_value: np.ndarray,
                      hire_value: np.ndarray) -> Staffing:
     """Round the LP's staffing: keep the reps it keeps most, hires by largest remainder.

@@ -8,7 +8,6 @@ from the assignment table, the rep table and the scenario. A violated plan raise
 from __future__ import annotations
 
 import networkx as nx
-import numpy as np
 import pandas as pd
 
 from allocator.exceptions import PlanCheckError

@@ -10,7 +10,6 @@ import json
 import os
 import sys
 import warnings
-from pathlib import Path
 
 import click
 

@@ -16,7 +16,6 @@ fixed (``n_t`` and ``open_t`` are numbers) and only some units are free.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -287,7 +286,3 @@ def write_model(plan, path: Path) -> None:
                               response_curve(plan.scenario),
                               plan.scenario.settings.alignment.candidates)
     mip.model.writeMPS(str(path))
-
-
-def ceil_int(value: float) -> int:
-    return int(math.ceil(value))

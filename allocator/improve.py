@@ -205,7 +205,6 @@ def move_hire_repair(problem: AlignmentProblem, staffing: Staffing, assignment: 
         improved = False
         st = current.staffing
         excess = current.load - current.upper
-        deficit = current.lower - current.load
         has_room = st.hires < np.array([room.get(int(u), 0) for u in st.sites])
         over = np.flatnonzero((excess > 1e-9).any(axis=1) & has_room)
         if not len(over):  # no over-loaded base with room: the fullest bases that have room

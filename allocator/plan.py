@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -251,7 +250,3 @@ def monthly_quotas(scenario: Scenario, reps: pd.DataFrame, rep_cents: np.ndarray
 
 def total_cents(values: pd.Series | np.ndarray) -> int:
     return int(sum(round(float(v) * 100) for v in values))
-
-
-def ceil_div(a: float, b: float) -> int:
-    return math.ceil(a / b)

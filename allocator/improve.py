@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from allocator.alignment import AlignmentProblem, LocalSearch, Staffing
+from allocator.alignment import AlignmentProblem, LocalSearch, Staffing, site_needs
 from allocator.formulation import build_subproblem, hint_flows
 from allocator.settings import SolverSpec
 from allocator.solvers import solve_mip
@@ -219,15 +219,22 @@ def move_hire_repair(problem: AlignmentProblem, staffing: Staffing, assignment: 
         receivers = over[np.argsort(-(excess[over] / current.scale).sum(axis=1), kind="stable")][:3]
         graph = territory_graph(problem, current.assignment, len(st.sites))
         pairs = []
+        for to in receivers:  # a neighbour of an over-loaded territory hands over its rep
+            for gone in graph[to]:
+                if st.hires[gone] > 0 or (may_release and releasable[gone]):
+                    pairs.append((int(to), int(gone)))
         for gone in donors:
             near = [t for t in graph[gone] if has_room[t]]  # neighbours absorb its units
             for to in list(receivers) + near:
                 if to != gone and (to, gone) not in pairs:
                     pairs.append((int(to), int(gone)))
+        need = site_needs(problem, st.headcount)[st.sites]
         for to, gone in pairs:
             if True:
                 if attempts >= tries:
                     break
+                if 0 < st.n_reps[gone] - 1 < need[gone]:
+                    continue  # its own site unit would no longer fit its reps
                 attempts += 1
                 trial_staffing = st.copy()
                 trial_staffing.hires[to] += 1

@@ -20,6 +20,7 @@ import numpy as np
 
 from allocator.geometry import neighbours
 from allocator.scenario import Scenario
+from allocator.solvers import solve_lp
 
 
 @dataclass
@@ -140,23 +141,12 @@ def balanced_lp(problem: AlignmentProblem, staffing: Staffing, units: np.ndarray
     idx_all = np.concatenate([index, slack_rows, slack_rows])
     val_all = np.concatenate([value, -np.ones(T * M), np.ones(T * M)])
     start_all = np.concatenate([starts, P * (1 + M) + np.arange(1, 2 * T * M + 1)])
-    lp = highspy.HighsLp()
-    lp.num_col_ = P + 2 * T * M
-    lp.num_row_ = n + T * M
-    lp.col_cost_ = np.concatenate([cost, np.full(2 * T * M, penalty)])
-    lp.col_lower_ = np.zeros(lp.num_col_)
-    lp.col_upper_ = np.concatenate([np.ones(P), np.full(2 * T * M, highspy.kHighsInf)])
-    lp.row_lower_ = np.concatenate([np.ones(n), (lower / scale).ravel()])
-    lp.row_upper_ = np.concatenate([np.ones(n), (upper / scale).ravel()])
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = start_all.astype(np.int32)
-    lp.a_matrix_.index_ = idx_all.astype(np.int32)
-    lp.a_matrix_.value_ = val_all
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 1)
-    h.passModel(lp)
-    h.run()
+    ncols = P + 2 * T * M
+    h = solve_lp(np.concatenate([cost, np.full(2 * T * M, penalty)]), np.zeros(ncols),
+                 np.concatenate([np.ones(P), np.full(2 * T * M, highspy.kHighsInf)]),
+                 np.concatenate([np.ones(n), (lower / scale).ravel()]),
+                 np.concatenate([np.ones(n), (upper / scale).ravel()]),
+                 start_all, idx_all, val_all)
     x = np.asarray(h.getSolution().col_value)
     violation = float(x[P:].sum())
     travel = float(cost @ x[:P])

@@ -32,6 +32,7 @@ from allocator.alignment import AlignmentProblem
 from allocator.response import conjugate, price_grid
 from allocator.scenario import Scenario
 from allocator.sizing import ResponseCurve, economics
+from allocator.solvers import solve_lp
 
 INF = highspy.kHighsInf
 
@@ -211,25 +212,8 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
         row_hi[r_tan:r_tan + J] = curve.sales[tangents] - lam * curve.hours[tangents]
         row_hi[r_budget] = s.strategy.budget - constant
 
-        lp = highspy.HighsLp()
-        lp.num_col_ = ncols
-        lp.num_row_ = rows
-        lp.col_cost_ = cost
-        lp.col_lower_ = lower
-        lp.col_upper_ = upper
-        lp.row_lower_ = row_lo
-        lp.row_upper_ = row_hi
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = start.astype(np.int32)
-        lp.a_matrix_.index_ = row.astype(np.int32)
-        lp.a_matrix_.value_ = val
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("threads", 1)
-        h.setOptionValue("solver", lp_method)
-        h.setOptionValue("time_limit", max(1.0, time_limit - (time.perf_counter() - t0)))
-        h.passModel(lp)
-        h.run()
+        h = solve_lp(cost, lower, upper, row_lo, row_hi, start, row, val, solver=lp_method,
+                     time_limit=max(1.0, time_limit - (time.perf_counter() - t0)))
         status = h.getModelStatus()
         if status == highspy.HighsModelStatus.kInfeasible:
             # pruning can only make the LP infeasible if the full one is too; check the full

@@ -201,3 +201,29 @@ def _solve_cbc(model, time_limit, gap, seed, threads, warm_start):
 
 def values_of(variables) -> np.ndarray:
     return np.array([0.0 if v.varValue is None else v.varValue for v in variables])
+
+
+def solve_lp(cost: np.ndarray, col_lower: np.ndarray, col_upper: np.ndarray,
+             row_lower: np.ndarray, row_upper: np.ndarray, start: np.ndarray,
+             index: np.ndarray, value: np.ndarray, **options) -> highspy.Highs:
+    """Solve a column-wise LP with HiGHS's native arrays (no per-variable modelling cost)."""
+    lp = highspy.HighsLp()
+    lp.num_col_ = len(cost)
+    lp.num_row_ = len(row_lower)
+    lp.col_cost_ = cost
+    lp.col_lower_ = col_lower
+    lp.col_upper_ = col_upper
+    lp.row_lower_ = row_lower
+    lp.row_upper_ = row_upper
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.asarray(start, dtype=np.int32)
+    lp.a_matrix_.index_ = np.asarray(index, dtype=np.int32)
+    lp.a_matrix_.value_ = np.asarray(value, dtype=float)
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    for key, val in options.items():
+        h.setOptionValue(key, val)
+    h.passModel(lp)
+    h.run()
+    return h

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import highspy
 import numpy as np
+from scipy.spatial import cKDTree
 
 from allocator.geometry import neighbours
 from allocator.scenario import Scenario
@@ -41,6 +42,13 @@ class Staffing:
 
     def copy(self) -> Staffing:
         return Staffing(self.sites.copy(), [list(r) for r in self.reps], self.hires.copy())
+
+    def subset(self, keep: np.ndarray) -> tuple[Staffing, np.ndarray]:
+        """The territories where ``keep`` holds, and the map from old to new positions (valid
+        for the kept ones)."""
+        kept = Staffing(self.sites[keep], [r for r, k in zip(self.reps, keep, strict=True) if k],
+                        self.hires[keep])
+        return kept, np.cumsum(keep) - 1
 
 
 @dataclass
@@ -165,6 +173,16 @@ def round_assignment(problem: AlignmentProblem, units: np.ndarray, terr: np.ndar
     return assignment
 
 
+def balance_violation(problem: AlignmentProblem, staffing: Staffing,
+                      assignment: np.ndarray) -> float:
+    """How far the territory loads lie outside their bounds, summed, in means per rep."""
+    lower, upper = problem.bounds(staffing)
+    load = np.zeros_like(lower)
+    np.add.at(load, assignment, problem.measures)
+    scale = problem.measures.sum(axis=0) / staffing.headcount
+    return float(((np.maximum(load - upper, 0) + np.maximum(lower - load, 0)) / scale).sum())
+
+
 class LocalSearch:
     """Moves of single units between adjacent territories, keeping every territory connected."""
 
@@ -185,16 +203,12 @@ class LocalSearch:
         self.members: list[set[int]] = [set() for _ in range(T)]
         for i, t in enumerate(assignment):
             self.members[t].add(i)
-        self.site_cost = None
 
     # -- measures of a plan ---------------------------------------------------------------
     def violation(self, load: np.ndarray | None = None) -> float:
         load = self.load if load is None else load
         over = np.maximum(load - self.upper, 0) + np.maximum(self.lower - load, 0)
         return float((over / self.scale).sum())
-
-    def unit_cost(self, i: int, t: int) -> float:
-        return float(self.problem.cost(np.array([i]), self.staffing.sites[[t]])[0])
 
     def travel(self) -> float:
         return float(self.problem.cost(np.arange(self.problem.n),
@@ -270,19 +284,14 @@ class LocalSearch:
                 return
 
     def _best_neighbour_territory(self, part: set[int], t: int) -> int | None:
-        touching: dict[int, float] = {}
-        for u in part:
-            for v in self.problem.adjacency[u]:
-                other = int(self.assignment[v])
-                if other != t and int(v) not in part:
-                    touching.setdefault(other, 0.0)
+        touching = sorted({int(self.assignment[v]) for u in part for v in self.problem.adjacency[u]
+                           if int(self.assignment[v]) != t and int(v) not in part})
         if not touching:
             return None
         members = np.array(sorted(part))
-        for other in touching:
-            touching[other] = float(self.problem.cost(
-                members, np.full(len(members), self.staffing.sites[other])).sum())
-        return min(touching, key=touching.get)
+        cost = [float(self.problem.cost(members, np.full(len(members), self.staffing.sites[o])).sum())
+                for o in touching]
+        return touching[int(np.argmin(cost))]
 
     def boundary_moves(self, i: int) -> list[int]:
         t = self.assignment[i]
@@ -370,7 +379,6 @@ def place_hires(problem: AlignmentProblem, kept: list[int], hires: int, rng: np.
     def snap(centres: np.ndarray) -> np.ndarray:
         room = {int(s): hire_room[int(s)] for s in hire_sites}
         chosen = np.empty(len(centres), dtype=np.int64)
-        from scipy.spatial import cKDTree
         tree = cKDTree(points[hire_sites])
         k = min(len(hire_sites), 32)
         for c, centre in enumerate(centres):
@@ -401,7 +409,6 @@ def place_hires(problem: AlignmentProblem, kept: list[int], hires: int, rng: np.
     hire_at = snap(centres) if hires else np.array([], dtype=np.int64)
     for _ in range(rounds if hires else 0):
         all_sites = np.concatenate([fixed_sites, hire_at]).astype(np.int64)
-        from scipy.spatial import cKDTree
         nearest = cKDTree(points[all_sites]).query(points)[1]
         moved = centres.copy()
         for h in range(hires):
@@ -524,9 +531,4 @@ def ensure_site_capacity(problem: AlignmentProblem, staffing: Staffing) -> Staff
                 donor = single[np.argmin(problem.measures[new.sites[single], 0])]
             new.hires[donor] -= 1
             new.hires[t] += 1
-    empty = new.n_reps == 0
-    if empty.any():
-        keep = ~empty
-        new = Staffing(new.sites[keep], [r for r, k in zip(new.reps, keep, strict=True) if k],
-                       new.hires[keep])
-    return new
+    return new.subset(new.n_reps > 0)[0]

@@ -84,10 +84,9 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
     ps = np.concatenate([ps, forced[lock_units]])
     pairs = np.unique(np.column_stack([pu, ps]), axis=0)
 
-    e_lo = 0.0
     e_hi = float(np.sort(econ.rep_hours)[::-1][: min(R, headcount)].sum()
                  + max(0, headcount) * econ.hire_hours)
-    tangents = np.flatnonzero((curve.hours >= e_lo) & (curve.hours <= e_hi * 1.01))
+    tangents = np.flatnonzero(curve.hours <= e_hi * 1.01)
     lo_idx = max(int(tangents.min()) - 1, 0) if len(tangents) else 0
     hi_idx = min(int(tangents.max()) + 2, len(curve.hours)) if len(tangents) else len(curve.hours)
     tangents = np.arange(lo_idx, hi_idx)

@@ -70,8 +70,6 @@ def lns(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
             seed = int(order.pop())
         graph = territory_graph(problem, search.assignment, T)
         sizes = np.bincount(search.assignment, minlength=T)
-        repairing = len(violated) > 0
-        del repairing
         terrs = neighbourhood(graph, seed, sizes, max_units, max_territories, rng)
         if len(terrs) < 2:
             quiet += 1
@@ -168,13 +166,8 @@ def merge_repair(problem: AlignmentProblem, staffing: Staffing,
         _, keep, gone = best
         staffing.hires[keep] += staffing.hires[gone]
         assignment[assignment == gone] = keep
-        alive = np.ones(T, dtype=bool)
-        alive[gone] = False
-        remap = np.cumsum(alive) - 1
+        staffing, remap = staffing.subset(np.arange(T) != gone)
         assignment = remap[assignment]
-        staffing = Staffing(staffing.sites[alive],
-                            [r for r, k in zip(staffing.reps, alive, strict=True) if k],
-                            staffing.hires[alive])
 
 
 def _excess(load: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
@@ -230,36 +223,30 @@ def move_hire_repair(problem: AlignmentProblem, staffing: Staffing, assignment: 
                     pairs.append((int(to), int(gone)))
         need = site_needs(problem, st.headcount)[st.sites]
         for to, gone in pairs:
-            if True:
-                if attempts >= tries:
-                    break
-                if 0 < st.n_reps[gone] - 1 < need[gone]:
-                    continue  # its own site unit would no longer fit its reps
-                attempts += 1
-                trial_staffing = st.copy()
-                trial_staffing.hires[to] += 1
-                if trial_staffing.hires[gone] > 0:
-                    trial_staffing.hires[gone] -= 1
-                else:  # let an existing rep go (the scenario allows it)
-                    trial_staffing.reps[gone].remove(
-                        next(r for r in trial_staffing.reps[gone] if r not in locked))
-                trial = current.assignment.copy()
-                remap = np.arange(len(st.sites))
-                if trial_staffing.n_reps[gone] == 0:  # its only rep left: dissolve it
-                    trial = _dissolve(problem, trial_staffing, trial, int(gone))
-                    alive = np.arange(len(st.sites)) != gone
-                    remap = np.cumsum(alive) - 1
-                    trial_staffing = Staffing(
-                        trial_staffing.sites[alive],
-                        [r for r, k in zip(trial_staffing.reps, alive, strict=True) if k],
-                        trial_staffing.hires[alive])
-                search = LocalSearch(problem, trial_staffing, remap[trial])
-                search.repair_contiguity()
-                search.run()
-                if search.violation() < current.violation() - 1e-9:
-                    current = search
-                    improved = True
-                    break
+            if attempts >= tries:
+                break
+            if 0 < st.n_reps[gone] - 1 < need[gone]:
+                continue  # its own site unit would no longer fit its reps
+            attempts += 1
+            trial_staffing = st.copy()
+            trial_staffing.hires[to] += 1
+            if trial_staffing.hires[gone] > 0:
+                trial_staffing.hires[gone] -= 1
+            else:  # let an existing rep go (the scenario allows it)
+                trial_staffing.reps[gone].remove(
+                    next(r for r in trial_staffing.reps[gone] if r not in locked))
+            trial = current.assignment.copy()
+            remap = np.arange(len(st.sites))
+            if trial_staffing.n_reps[gone] == 0:  # its only rep left: dissolve it
+                trial = _dissolve(problem, trial_staffing, trial, int(gone))
+                trial_staffing, remap = trial_staffing.subset(np.arange(len(st.sites)) != gone)
+            search = LocalSearch(problem, trial_staffing, remap[trial])
+            search.repair_contiguity()
+            search.run()
+            if search.violation() < current.violation() - 1e-9:
+                current = search
+                improved = True
+                break
     return current.staffing, current.assignment
 
 

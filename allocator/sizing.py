@@ -135,15 +135,15 @@ def size_bounds(scenario: Scenario, curve: ResponseCurve | None = None) -> list[
     for n in range(s.strategy.headcount.min, s.strategy.headcount.max + 1):
         best: SizeBound | None = None
         reason = ""
+        cheapest = math.inf
         for k in range(max(must_keep, n - max_hires, 0), min(n, n_reps) + 1):
             hires = n - k
             hours = hours_desc[k] + hires * econ.hire_hours
             cost = (cost_asc[k] + (n_reps - k) * econ.release_cost + hires * econ.hire_cost
                     + econ.managers(n) * econ.manager_cost)
             sales = float(curve.upper(hours)[0])
+            cheapest = min(cheapest, cost)
             if cost > s.strategy.budget:
-                reason = reason or (f"people cost at least {cost:,.0f} > budget "
-                                    f"{s.strategy.budget:,.0f}")
                 continue
             if s.strategy.objective == "min_cost":
                 if sales < target:
@@ -155,10 +155,14 @@ def size_bounds(scenario: Scenario, curve: ResponseCurve | None = None) -> list[
             if best is None or value > best.value_bound:
                 best = SizeBound(n, k, hires, hours, sales, cost, value, True)
         if best is None:
-            if not reason:
+            if cheapest > s.strategy.budget:
+                reason = (f"people cost at least {cheapest:,.0f} > budget "
+                          f"{s.strategy.budget:,.0f}")
+            elif not reason:
                 reason = (f"{n} reps need more than the {n_reps} existing reps and "
                           f"{max_hires} hire places")
-            best = SizeBound(n, 0, 0, 0.0, 0.0, 0.0, -math.inf, False, reason)
+            # an infeasible head count carries the least it would cost, for the diagnosis
+            best = SizeBound(n, 0, 0, 0.0, 0.0, cheapest, -math.inf, False, reason)
         out.append(best)
     return out
 

@@ -25,9 +25,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from allocator.alignment import (AlignmentProblem, LocalSearch, align, choose_reps,
-                                 ensure_site_capacity, place_hires,
-                                 staffing_from, staffing_from_lp)
+from allocator.alignment import (AlignmentProblem, LocalSearch, align, balance_violation,
+                                 choose_reps, ensure_site_capacity, place_hires, staffing_from,
+                                 staffing_from_lp)
 from allocator.formulation import build_headcount_mip, hint_flows
 from allocator.improve import lns, merge_repair, move_hire_repair
 from allocator.solvers import solve_mip
@@ -167,15 +167,14 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
         while violation > 1e-9 and time.perf_counter() < stop - 1.0:
             staffing, assignment = merge_repair(problem, staffing, assignment)
             staffing, assignment = move_hire_repair(problem, staffing, assignment)
-            if LocalSearch(problem, staffing, assignment).violation() > 1e-9:
+            if balance_violation(problem, staffing, assignment) > 1e-9:
                 # letting an existing rep go costs contribution: only when hires cannot fix it
                 staffing, assignment = move_hire_repair(problem, staffing, assignment,
                                                         release=True)
             short = min(stop, time.perf_counter() + max(2.0, 0.25 * (stop - time.perf_counter())))
             assignment, stats = lns(problem, staffing, assignment, spec, short, rng)
             info.update(stats)
-            violation = LocalSearch(problem, staffing, assignment,
-                                    s.alignment.contiguity).violation()
+            violation = balance_violation(problem, staffing, assignment)
         if violation <= 1e-9:  # balanced: the rest of the time improves travel
             assignment, stats = lns(problem, staffing, assignment, spec, stop, rng)
             info.update(stats)
@@ -190,8 +189,8 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
     if small and time.perf_counter() < until - 1.0:
         # the whole model is pruned to each unit's nearest sites, so its bound is not a bound
         # of the head count; only its plan is used
-        exact, _ = solve_whole(scenario, problem, curve, n, plan, spec,
-                               until - time.perf_counter())
+        exact = solve_whole(scenario, problem, curve, n, plan, spec,
+                            until - time.perf_counter())
         if exact is not None and (plan is None or exact.objective() > plan.objective()):
             plan = exact
     info["violation"] = search.violation()
@@ -206,11 +205,11 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
 
 
 def solve_whole(scenario: Scenario, problem: AlignmentProblem, curve: ResponseCurve, n: int,
-                start: Plan | None, spec, time_left: float) -> tuple[Plan | None, float | None]:
+                start: Plan | None, spec, time_left: float) -> Plan | None:
     """The whole integer program of head count ``n`` on the chosen solver, from ``start``.
 
-    The model prices sales by the pooled response (an upper bound), so its bound is a valid
-    bound of the head count; its plan is re-evaluated with territory-level sales.
+    Its plan is re-evaluated with territory-level sales. Its bound is not used: the model is
+    pruned to each unit's nearest sites, so it bounds a restriction, not the head count.
     """
     mip = build_headcount_mip(problem, n, curve, scenario.settings.alignment.candidates)
     if start is not None:
@@ -218,7 +217,7 @@ def solve_whole(scenario: Scenario, problem: AlignmentProblem, curve: ResponseCu
     outcome = solve_mip(mip.model, spec.name, time_limit=max(0.5, time_left), gap=spec.gap / 4,
                         seed=spec.seed, threads=spec.threads)
     if outcome.objective is None:
-        return None, outcome.bound
+        return None
     sites = scenario.sites["unit"].to_numpy()
     homes = scenario.reps["home"].to_numpy()
     kept = [k for k, var in mip.keep.items() if var.varValue > 0.5]
@@ -230,8 +229,8 @@ def solve_whole(scenario: Scenario, problem: AlignmentProblem, curve: ResponseCu
         if var.varValue > 0.5:
             assignment[i] = position[int(sites[t])]
     if (assignment < 0).any():
-        return None, outcome.bound
-    return make_plan(scenario, problem, staffing, assignment), outcome.bound
+        return None
+    return make_plan(scenario, problem, staffing, assignment)
 
 
 def _hint_whole(mip, problem: AlignmentProblem, plan: Plan) -> None:
@@ -275,9 +274,9 @@ def binding_constraint(scenario: Scenario, plan: Plan, bounds) -> str:
     up = by_n.get(n + 1)
     if n >= s.strategy.headcount.max:
         return f"headcount.max ({s.strategy.headcount.max}) binds"
-    if up is not None and not up.feasible and "budget" in up.reason:
-        return (f"budget binds: {n + 1} reps would cost {up.reason.split('cost at least ')[-1]}"
-                if "cost at least" in up.reason else f"budget binds ({up.reason})")
+    if up is not None and not up.feasible and up.people_cost > s.strategy.budget:
+        return (f"budget binds: {n + 1} reps would cost at least {up.people_cost:,.0f} > budget "
+                f"{s.strategy.budget:,.0f}")
     econ = economics(scenario)
     released = scenario.reps[~scenario.reps["rep_id"].isin(plan.reps["rep_id"])]
     # the cheapest extra rep: a hire, or taking back a released rep (saving the release cost)

@@ -52,20 +52,20 @@ def solve_mip(model: pulp.LpProblem, solver: str, *, time_limit: float, gap: flo
 
 # -- CP-SAT ----------------------------------------------------------------------------------
 
-def _integer_row(coefficients: list[float], rhs: float, sense: int) -> tuple[list[int], int, int]:
+def _integer_row(coefficients: list[float], rhs: float, sense: int) -> tuple[list[int], int]:
     """Scale a row to integers, rounding towards the feasible side."""
     values = [abs(c) for c in coefficients if c != 0] + ([abs(rhs)] if rhs else [])
     if all(float(v).is_integer() for v in values):
-        return [int(c) for c in coefficients], int(rhs), 1
+        return [int(c) for c in coefficients], int(rhs)
     top = max(values) if values else 1.0
     scale = 10 ** max(0, min(6, 12 - int(math.ceil(math.log10(top + 1)))))
     if sense == pulp.LpConstraintLE:
         coefs = [math.ceil(c * scale - 1e-9) for c in coefficients]
-        return coefs, math.floor(rhs * scale + 1e-9), scale
+        return coefs, math.floor(rhs * scale + 1e-9)
     if sense == pulp.LpConstraintGE:
         coefs = [math.floor(c * scale + 1e-9) for c in coefficients]
-        return coefs, math.ceil(rhs * scale - 1e-9), scale
-    return [round(c * scale) for c in coefficients], round(rhs * scale), scale
+        return coefs, math.ceil(rhs * scale - 1e-9)
+    return [round(c * scale) for c in coefficients], round(rhs * scale)
 
 
 def _solve_cpsat(model, time_limit, gap, seed, threads, warm_start):
@@ -81,7 +81,7 @@ def _solve_cpsat(model, time_limit, gap, seed, threads, warm_start):
     for constraint in model.constraints.values():
         items = list(constraint.items())
         rhs = -constraint.constant
-        coefs, bound, _ = _integer_row([c for _, c in items], rhs, constraint.sense)
+        coefs, bound = _integer_row([c for _, c in items], rhs, constraint.sense)
         expr = sum(k * cpvars[v.name] for (v, _), k in zip(items, coefs, strict=True) if k)
         if constraint.sense == pulp.LpConstraintLE:
             cp.add(expr <= bound)
@@ -197,10 +197,6 @@ def _solve_cbc(model, time_limit, gap, seed, threads, warm_start):
     optimal = model.sol_status == pulp.LpSolutionOptimal
     # CBC's best bound is not reported through PuLP: an optimal answer is its own bound
     return ("optimal" if optimal else "feasible", value, value if optimal else None)
-
-
-def values_of(variables) -> np.ndarray:
-    return np.array([0.0 if v.varValue is None else v.varValue for v in variables])
 
 
 def solve_lp(cost: np.ndarray, col_lower: np.ndarray, col_upper: np.ndarray,

@@ -151,5 +151,47 @@ def demo(scenario, **options) -> None:
     _run(scenario, **options)
 
 
+_REPORTS_DIR = click.option("--reports-dir", type=click.Path(file_okay=False), default="reports",
+                            show_default=True,
+                            help="Reports go to REPORTS_DIR/<scenario>/<run-id>/.")
+
+
+@main.command("simulate-actuals")
+@click.argument("run", type=click.Path(file_okay=False))
+@click.option("--through", default=None, metavar="YYYY-MM",
+              help="Last month to simulate (default: June of the plan year).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="CSV to write (default: the run's report folder, actuals_synthetic.csv).")
+@_REPORTS_DIR
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+def simulate_actuals(run, through, seed, out, reports_dir, as_json, debug) -> None:
+    """Write seeded SYNTHETIC monthly actuals by unit for the run folder RUN."""
+    from pathlib import Path
+
+    from allocator.actuals import simulate_actuals as simulate
+    from allocator.actuals import write_table_atomic
+    from allocator.report import report_folder
+    from allocator.runs import read_run
+
+    try:
+        record = read_run(run)
+        table = simulate(record, through=through, seed=seed)
+        path = Path(out) if out else report_folder(record, reports_dir) / "actuals_synthetic.csv"
+        write_table_atomic(table, path)
+    except AllocatorError as err:
+        _fail(err, debug)
+    summary = {"actuals": str(path), "rows": len(table), "units": int(table["unit_id"].nunique()),
+               "months": sorted(table["month"].unique().tolist()), "seed": seed,
+               "sales": round(float(table["sales"].sum()), 2), "synthetic": True}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"synthetic actuals: {path} ({summary['rows']} rows, {summary['units']} units, "
+                   f"{summary['months'][0]}..{summary['months'][-1]}, sales "
+                   f"{summary['sales']:,.0f}, seed {seed})")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

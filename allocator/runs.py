@@ -11,14 +11,20 @@ import json
 import os
 import platform
 import shutil
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
+from allocator.exceptions import InputError
 from allocator.solve import SolveResult
+
+if TYPE_CHECKING:
+    from allocator.scenario import Scenario
 
 RUN_FILES = ("result.json", "assignment.csv", "territories.csv", "headcount.csv", "quotas.csv",
              "model.mps", "map.png")
@@ -190,3 +196,117 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.bool_):
         return bool(value)
     return value
+
+
+# --- reading a run folder back ------------------------------------------------------------------
+
+#: The files a complete run folder always has (``model.mps`` is optional: a writer may skip it).
+REQUIRED_RUN_FILES = ("result.json", "assignment.csv", "territories.csv", "headcount.csv",
+                      "quotas.csv")
+
+# identifiers stay text (FIPS codes such as "01001" keep their leading zero)
+_ID_COLUMNS = {"unit_id": str, "territory_id": str, "rep_id": str, "site_unit": str,
+               "home_unit": str, "rep_ids": str, "region": str, "name": str, "kind": str}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run folder read back: its ``result.json`` and plan tables, as written by :func:`write_run`.
+
+    Reporting, evaluation and mid-year re-optimisation start from here rather than from a live
+    :class:`SolveResult`, so that they work on any run folder, long after the solve.
+    """
+
+    path: Path
+    run_id: str
+    result: dict[str, Any]
+    assignment: pd.DataFrame
+    territories: pd.DataFrame
+    headcount: pd.DataFrame
+    quotas: pd.DataFrame
+    scenario_file: Path | None
+
+    @property
+    def scenario_name(self) -> str:
+        return str(self.result.get("scenario", self.path.parent.name))
+
+    @property
+    def reps(self) -> pd.DataFrame:
+        """The reps of the plan (the head-count table less the released reps)."""
+        return self.headcount[self.headcount["kind"] != "released"].reset_index(drop=True)
+
+    def load_scenario(self) -> "Scenario":
+        """The scenario this run solved, loaded again from its file.
+
+        Raises :class:`InputError` if the file is gone. (The recorded ``scenario_sha256`` covers
+        the solve's option overrides too, so it is not compared here.)
+        """
+        from allocator.scenario import load_scenario
+
+        if self.scenario_file is None:
+            raise InputError(
+                "the run's scenario file was not found (looked relative to the working folder "
+                "and to the run folder's project root)",
+                file=str(self.path / "result.json"), column="scenario_file",
+                value=self.result.get("scenario_file"))
+        return load_scenario(self.scenario_file)
+
+
+def read_run(path: str | Path) -> RunRecord:
+    """Read a run folder; an incomplete or foreign folder is an :class:`InputError`."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise InputError("run folder not found", file=str(folder))
+    if folder.name.startswith(".tmp-"):
+        raise InputError("this is an unfinished run folder (a solve was interrupted)",
+                         file=str(folder))
+    missing = [name for name in REQUIRED_RUN_FILES if not (folder / name).is_file()]
+    if missing:
+        raise InputError(f"not a complete run folder: missing {', '.join(missing)}",
+                         file=str(folder))
+    try:
+        result = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"result.json is not valid JSON: {err}",
+                         file=str(folder / "result.json")) from None
+    if not isinstance(result, dict):
+        raise InputError("result.json does not hold a record", file=str(folder / "result.json"))
+    for key in ("run_id", "scenario", "scenario_file", "kpis"):
+        if key not in result:
+            raise InputError("missing key", file=str(folder / "result.json"), column=key)
+    tables = {}
+    needed = {
+        "assignment": ["unit_id", "territory_id", "rep_id", "potential", "workload",
+                       "effort_hours", "expected_sales"],
+        "territories": ["territory_id", "rep_ids", "n_reps", "workload", "potential",
+                        "expected_sales", "quota"],
+        "headcount": ["rep_id", "kind", "territory_id", "start_month", "effective_hours",
+                      "expected_sales", "quota"],
+        "quotas": ["rep_id", "territory_id", *[f"{m:02d}" for m in range(1, 13)], "annual"],
+    }
+    for name, columns in needed.items():
+        file = folder / f"{name}.csv"
+        try:
+            frame = pd.read_csv(file, dtype=_ID_COLUMNS, keep_default_na=False,
+                                na_values={c: [""] for c in columns if c not in _ID_COLUMNS})
+        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            raise InputError(f"cannot read run table: {err}", file=str(file)) from None
+        missing_columns = [c for c in columns if c not in frame.columns]
+        if missing_columns:
+            raise InputError(f"missing column(s) {missing_columns}", file=str(file),
+                             column=missing_columns[0])
+        tables[name] = frame
+    return RunRecord(path=folder, run_id=str(result["run_id"]), result=result,
+                     scenario_file=_find_scenario_file(folder, result["scenario_file"]), **tables)
+
+
+def _find_scenario_file(folder: Path, recorded: str) -> Path | None:
+    """The scenario file as recorded; a relative path is tried against the working folder and
+    against the project root of a run folder laid out as ``<root>/models/<scenario>/<run>``."""
+    candidate = Path(recorded)
+    if candidate.is_absolute():
+        return candidate if candidate.is_file() else None
+    for base in (Path.cwd(), folder.resolve().parent.parent.parent):
+        if (base / candidate).is_file():
+            return base / candidate
+    return None

@@ -153,3 +153,25 @@ def texas_result(texas):
     from allocator.solve import solve
 
     return solve(texas, time_limit=TEXAS_TIME_LIMIT)
+
+
+TINY_RUN_OPTIONS: dict[str, Any] = dict(
+    rows=3, cols=4,
+    reps=[{"rep_id": "R1", "home_unit": "U1", "annual_cost": 90000},
+          {"rep_id": "R2", "home_unit": "U12", "annual_cost": 95000}],
+    sites=[("U6", 2)],
+    settings={"hiring": {"ramp_months": 2, "start_month": 3},
+              "strategy": {"headcount": {"min": 2, "max": 4}, "budget": 600000}},
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A solved run folder of a 3 x 4 grid (about 2 s): two kept reps and a two-hire team
+    territory whose hires start in March with a two-month ramp."""
+    from allocator.api import solve_and_write
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    scenario = write_scenario(root / "scenario", **TINY_RUN_OPTIONS)
+    folder, _ = solve_and_write(scenario, models_dir=root / "models")
+    return folder

@@ -281,7 +281,10 @@ def write_table_atomic(table: pd.DataFrame, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=path.parent)
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a report is not
         table.to_csv(temporary, index=False)
         os.replace(temporary, path)
     except BaseException:

@@ -193,5 +193,27 @@ def simulate_actuals(run, through, seed, out, reports_dir, as_json, debug) -> No
                    f"{summary['sales']:,.0f}, seed {seed})")
 
 
+@main.command()
+@click.argument("run", type=click.Path(file_okay=False))
+@_REPORTS_DIR
+@click.option("--json", "as_json", is_flag=True, help="Print the written files as JSON.")
+@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+def report(run, reports_dir, as_json, debug) -> None:
+    """Write report.html, map.html, map.png and plan.xlsx for the run folder RUN."""
+    from allocator.report import write_report
+
+    try:
+        written = write_report(run, reports_dir=reports_dir)
+    except AllocatorError as err:
+        _fail(err, debug)
+    if as_json:
+        click.echo(json.dumps({"folder": str(written.folder),
+                               "files": {k: str(v) for k, v in written.files.items()}}, indent=2))
+    else:
+        click.echo(f"report: {written.folder / 'report.html'}")
+        for name, path in written.files.items():
+            click.echo(f"  {name}: {path.stat().st_size / 1e6:.2f} MB")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

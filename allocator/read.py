@@ -7,6 +7,8 @@ Rows are counted as a spreadsheet user counts them: the header is row 1, the fir
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,35 @@ from allocator.exceptions import InputError
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq", ".xlsx", ".xls"}
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping.
+
+    Plain YAML keeps the last of two equal keys, so a setting typed twice would be silently
+    overridden; here it is an error naming the line of the second one.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                repeated = key in seen
+            except TypeError:  # an unhashable key: the base class reports it
+                break
+            if repeated:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"the key '{key}' is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """The scenario file as a dict; syntax errors name the line and column."""
     if not path.is_file():
         raise InputError("scenario file not found", file=str(path))
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         raise InputError(
@@ -58,11 +83,40 @@ def read_table(path: Path, sheet: str | None = None) -> pd.DataFrame:
             table = pd.read_parquet(path)
         else:
             table = pd.read_excel(path, sheet_name=sheet or 0, dtype=str, keep_default_na=False)
-    except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+    except pd.errors.ParserError as err:
+        ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
+        if ragged:
+            header, line, seen = ragged.groups()
+            raise InputError(f"the row has {seen} fields but the header has {header}",
+                             file=str(path), row=int(line), value=seen) from None
         raise InputError(f"cannot read table: {err}", file=str(path)) from None
+    except (ValueError, OSError, pd.errors.EmptyDataError) as err:
+        raise InputError(f"cannot read table: {err}", file=str(path)) from None
+    _unique_header(path, sheet, suffix, table)
+    # blank lines after the last record are not records (row numbers before them are unchanged)
+    blank = (table.astype(str).apply(lambda column: column.str.strip()) == "").all(axis=1)
+    while len(table) and bool(blank.iloc[len(table) - 1]):
+        table, blank = table.iloc[:-1], blank.iloc[:-1]
     if table.empty:
         raise InputError("table has no rows", file=str(path))
     return table
+
+
+def _unique_header(path: Path, sheet: str | None, suffix: str, table: pd.DataFrame) -> None:
+    """A column name given twice is an error (pandas would rename the second to 'name.1')."""
+    if suffix == ".csv":
+        header = pd.read_csv(path, dtype=str, header=None, nrows=1, keep_default_na=False,
+                             skipinitialspace=True).iloc[0].tolist()
+    elif suffix in {".xlsx", ".xls"}:
+        header = pd.read_excel(path, sheet_name=sheet or 0, dtype=str, header=None,
+                               nrows=1).iloc[0].tolist()
+    else:  # Parquet column names are unique by construction
+        header = list(table.columns)
+    repeated = [name for name, count in Counter(str(h).strip() for h in header).items()
+                if count > 1]
+    if repeated:
+        raise InputError("the column name is given twice in the header", file=str(path), row=1,
+                         column=repeated[0])
 
 
 def require_columns(table: pd.DataFrame, columns: list[str], file: str) -> None:

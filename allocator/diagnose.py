@@ -21,10 +21,10 @@ from allocator.sizing import RepEconomics, economics
 
 
 def money(amount: float) -> str:
-    """A money figure as a planner says it: 4.0M, 150K, 1.2B, 950."""
-    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+    """A money figure as a planner says it: 4.0M, 182K, 1.2B, 950."""
+    for size, suffix, digits in ((1e9, "B", 1), (1e6, "M", 1), (1e3, "K", 0)):
         if abs(amount) >= size:
-            return f"{amount / size:.1f}{suffix}"
+            return f"{amount / size:.{digits}f}{suffix}"
     return f"{amount:,.0f}"
 
 

@@ -757,7 +757,7 @@ for budget in sorted(rng.sample(range(10_000, 280_000, 1_000), 6)):
     add(Case(f"spec-budget-{budget}-diagnosis", "edges",
              lambda p, b=budget: edit_settings(p, lambda d: d["strategy"].update(
                  budget=b, headcount={"min": 3, "max": 4})),
-             (f"the budget of {budget / 1000:.1f}K pays for at most", "minimum head count is 3"),
+             (f"the budget of {budget // 1000}K pays for at most", "minimum head count is 3"),
              exit_code=3, command="diagnose"))
 for minimum in (5, 6, 9):
     def more_reps(p: Path, m=minimum) -> None:

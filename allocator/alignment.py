@@ -124,12 +124,15 @@ def _rep_territory(staffing: Staffing) -> dict[int, int]:
 
 def balanced_lp(problem: AlignmentProblem, staffing: Staffing, units: np.ndarray,
                 terr: np.ndarray, penalty: float | None = None,
-                shrink: float = 1.0) -> tuple[np.ndarray, float, float]:
+                shrink: float = 1.0, with_duals: bool = False):
     """Solve the LP relaxation of balanced assignment over the given pairs with HiGHS.
 
     Balance rows are elastic: a violation costs ``penalty`` per unit of measure (scaled to the
     mean), so the LP always solves and reports how far balance is from holding. Returns the
-    value of each pair, the LP objective (travel) and the total violation.
+    value of each pair, the LP objective (travel) and the total violation; with ``with_duals``
+    also the LP value including penalties (a relaxation of the strict LP, so a lower bound on
+    it) and the duals ``(y_unit (n,), y_load (T, M))`` in the form that prices a pair as
+    ``c_it - y_i - sum_m a_im y_tm``.
     """
     n, T = problem.n, len(staffing.sites)
     M = problem.measures.shape[1]
@@ -158,7 +161,11 @@ def balanced_lp(problem: AlignmentProblem, staffing: Staffing, units: np.ndarray
     x = np.asarray(h.getSolution().col_value)
     violation = float(x[P:].sum())
     travel = float(cost @ x[:P])
-    return x[:P], travel, violation
+    if not with_duals:
+        return x[:P], travel, violation
+    y = np.asarray(h.getSolution().row_dual)
+    load_dual = y[n:].reshape(T, M) / scale[None, :]
+    return x[:P], h.getInfo().objective_function_value, violation, (y[:n], load_dual)
 
 
 def round_assignment(problem: AlignmentProblem, units: np.ndarray, terr: np.ndarray,

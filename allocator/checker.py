@@ -104,7 +104,7 @@ def check_plan(plan: Plan) -> list[str]:
     if abs(people + travel - plan.costs["total"]) > 1e-6 * max(1.0, plan.costs["total"]):
         problems.append(f"cost {plan.costs['total']:,.2f} disagrees with the recomputed "
                         f"{people + travel:,.2f}")
-    if people + travel > s.strategy.budget * (1 + REL_TOL):
+    if s.strategy.budget is not None and people + travel > s.strategy.budget * (1 + REL_TOL):
         problems.append(f"cost {people + travel:,.0f} exceeds the budget {s.strategy.budget:,.0f}")
 
     # quotas add up to the target (to the cent) at every level

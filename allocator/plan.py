@@ -37,7 +37,12 @@ class Plan:
         return float(self.kpis["contribution"])
 
     def objective(self) -> float:
-        if self.scenario.settings.strategy.objective == "min_cost":
+        """The quantity maximised: contribution, minus cost, or minus compactness."""
+        s = self.scenario.settings
+        if s.strategy.objective == "balance":
+            measure = "max_diameter" if s.alignment.compactness == "diameter" else "compactness"
+            return -float(self.kpis[measure])
+        if s.strategy.objective == "min_cost":
             return -float(self.costs["total"])
         return self.contribution
 
@@ -165,12 +170,20 @@ def make_plan(scenario: Scenario, problem: AlignmentProblem, staffing: Staffing,
         "expected_sales": expected, "target_sales": scenario.target_sales(),
         "contribution": s.strategy.margin * expected - costs["total"],
         "cost": costs["total"], "budget": s.strategy.budget,
-        "budget_used": costs["total"] / s.strategy.budget,
+        "budget_used": (costs["total"] / s.strategy.budget if s.strategy.budget else None),
         "travel_cost": costs["travel"],
         "workload_index_max": float(index.max()), "workload_index_min": float(index.min()),
         "balance_tolerance": s.alignment.balance[0].tolerance,
         "mean_km_to_site": float((workload * km).sum() / workload.sum()),
+        # workload x distance from each unit to its territory's site (p-median compactness)
+        "compactness": float((workload * km).sum()),
     }
+    if s.alignment.compactness == "diameter":
+        from allocator.diameter import diameters, unit_distances
+
+        diameter = diameters(unit_distances(scenario), assignment, T)
+        frame["diameter"] = diameter
+        kpis["max_diameter"] = float(diameter.max())
     return Plan(scenario, staffing, assignment, effort, sales, reps, frame, table, quotas, costs,
                 kpis)
 

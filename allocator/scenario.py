@@ -44,6 +44,7 @@ class Scenario:
     sites: pd.DataFrame
     geometry: gpd.GeoSeries | None = None
     islands: tuple[tuple[int, int], ...] = ()
+    edge_length: np.ndarray | None = None  # length of each edge (adjacency.length), if given
     source: str = "<memory>"
     sha256: str = ""
     _extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -58,6 +59,8 @@ class Scenario:
             raise InputError("geometry and units differ in length", file=self.source)
         if len(self.edges) and (self.edges.min() < 0 or self.edges.max() >= n):
             raise InputError("an adjacency edge names a unit that does not exist", file=self.source)
+        if self.edge_length is not None and len(self.edge_length) != len(self.edges):
+            raise InputError("edge lengths and edges differ in length", file=self.source)
         if len(self.reps) and not self.reps["home"].between(0, n - 1).all():
             raise InputError("a rep's home unit does not exist", file=self.source)
         for spec in self.settings.alignment.balance:
@@ -77,6 +80,8 @@ class Scenario:
         digest.update(pd.util.hash_pandas_object(self.reps, index=False).to_numpy().tobytes())
         digest.update(pd.util.hash_pandas_object(self.sites, index=False).to_numpy().tobytes())
         digest.update(np.ascontiguousarray(self.edges).tobytes())
+        if self.edge_length is not None:
+            digest.update(np.ascontiguousarray(self.edge_length).tobytes())
         return digest.hexdigest()
 
     @property
@@ -103,6 +108,8 @@ class Scenario:
         strategy = self.settings.strategy
         if strategy.target_sales is not None:
             return float(strategy.target_sales)
+        if strategy.target_growth is None:  # 'balance' without a target: last year's sales
+            return float(self.units["last_year_sales"].sum())
         return float(self.units["last_year_sales"].sum() * (1.0 + strategy.target_growth))
 
 
@@ -143,7 +150,8 @@ def load_scenario(path: str | Path) -> Scenario:
         return frame, str(file)
 
     units, coordinates, geometry = _read_units(settings, table, folder, digest)
-    edges, islands = _read_adjacency(settings, units, coordinates, geometry, table, str(path))
+    edges, islands, lengths = _read_adjacency(settings, units, coordinates, geometry, table,
+                                              str(path))
     index = {uid: pos for pos, uid in enumerate(units["unit_id"])}
     reps = _read_reps(settings, table, index)
     sites = _read_sites(settings, table, index, reps)
@@ -157,6 +165,7 @@ def load_scenario(path: str | Path) -> Scenario:
         sites=sites,
         geometry=geometry,
         islands=tuple(islands),
+        edge_length=lengths,
         source=str(path),
         sha256=digest.hexdigest(),
     )
@@ -254,6 +263,11 @@ def _read_geometry(spec, folder: Path, ids: pd.Series, digest) -> gpd.GeoSeries:
 def _read_adjacency(settings, units, coordinates, geometry, table, scenario_file):
     spec = settings.adjacency
     n = len(units)
+    lengths = None
+    if spec.length is not None and spec.source != "edges":
+        raise InputError("adjacency.length names an edge column, but adjacency.source is not "
+                         "'edges'", file=scenario_file, column="adjacency.length",
+                         value=spec.length)
     if spec.source == "edges":
         frame, file = table(spec.edges)
         read.require_columns(frame, [spec.source_column, spec.target_column], file)
@@ -267,7 +281,19 @@ def _read_adjacency(settings, units, coordinates, geometry, table, scenario_file
             raise InputError("an edge joins a unit to itself", file=file,
                              row=int(self_loop[0]) + 2, column=spec.source_column,
                              value=units["unit_id"].iloc[a[self_loop[0]]])
-        edges = np.unique(np.sort(np.column_stack([a, b]), axis=1), axis=0)
+        pairs = np.sort(np.column_stack([a, b]), axis=1)
+        edges, first = np.unique(pairs, axis=0, return_index=True)
+        if spec.length is not None:
+            read.require_columns(frame, [spec.length], file)
+            given = read.number_column(frame, spec.length, file, minimum=0.0)
+            lengths = given[first]
+            # an edge listed twice must give one length
+            back = np.unique(pairs, axis=0, return_inverse=True)[1].ravel()
+            clash = np.flatnonzero(given != lengths[back])
+            if len(clash):
+                raise InputError("the edge is listed again with another length", file=file,
+                                 row=int(clash[0]) + 2, column=spec.length,
+                                 value=frame[spec.length].iloc[clash[0]])
     elif geometry is not None:
         projected = geometry
         if geometry.crs is not None and geometry.crs.is_geographic:
@@ -277,8 +303,11 @@ def _read_adjacency(settings, units, coordinates, geometry, table, scenario_file
         raise InputError("adjacency.source is 'geometry' but the units have no geometry file",
                          file=scenario_file, column="adjacency.source")
     if n == 1:
-        return edges.reshape(0, 2), []
+        return edges.reshape(0, 2), [], None if lengths is None else lengths[:0]
     joined, added = join_islands(edges.reshape(-1, 2), coordinates, n)
+    if lengths is not None and added:  # a link to an island is as long as the gap it bridges
+        extra = joined[len(edges):]
+        lengths = np.concatenate([lengths, coordinates.distance(extra[:, 0], extra[:, 1])])
     if added:
         ids = units["unit_id"].to_numpy()
         text = ", ".join(f"{ids[a]}->{ids[b]}" for a, b in added[:10])
@@ -289,7 +318,7 @@ def _read_adjacency(settings, units, coordinates, geometry, table, scenario_file
                              column="adjacency.islands", value=ids[added[0][0]])
         warnings.warn(f"joined {len(added)} island group(s) to their nearest unit: {text}",
                       IslandWarning, stacklevel=3)
-    return joined, added
+    return joined, added, lengths
 
 
 def _read_reps(settings: Settings, table, index: dict[str, int]) -> pd.DataFrame:

@@ -60,6 +60,9 @@ class AdjacencySpec(_Section):
     edges: str | None = None
     source_column: str = "a"
     target_column: str = "b"
+    length: str | None = Field(
+        None, description="edge column with the length of the link (distance unit); diameters "
+        "are then shortest-path distances over the graph, else straight-line distances")
     islands: Literal["nearest", "error"] = "nearest"
 
     @model_validator(mode="after")
@@ -122,9 +125,12 @@ class HeadcountSpec(_Section):
 
 
 class StrategySpec(_Section):
-    objective: Literal["max_contribution", "min_cost"] = "max_contribution"
+    objective: Literal["max_contribution", "min_cost", "balance"] = Field(
+        "max_contribution", description="'balance': a fixed head count (headcount.min = max) "
+        "drawn into balanced, contiguous territories of least compactness measure; the response "
+        "and costs are reported, not optimised")
     margin: float = Field(0.6, gt=0, le=1, description="contribution margin on sales")
-    budget: float = Field(..., gt=0, description="sales-expense budget (currency)")
+    budget: float | None = Field(None, gt=0, description="sales-expense budget (currency)")
     headcount: HeadcountSpec = HeadcountSpec()
     target_sales: float | None = Field(None, gt=0)
     target_growth: float | None = Field(None, gt=-1)
@@ -132,6 +138,18 @@ class StrategySpec(_Section):
 
     @model_validator(mode="after")
     def _one_target(self) -> StrategySpec:
+        both = self.target_sales is not None and self.target_growth is not None
+        if self.objective == "balance":
+            if both:
+                raise ValueError("give at most one of strategy.target_sales or "
+                                 "strategy.target_growth")
+            if self.headcount.min != self.headcount.max:
+                raise ValueError(f"objective 'balance' draws a fixed head count: headcount.min "
+                                 f"({self.headcount.min}) must equal headcount.max "
+                                 f"({self.headcount.max})")
+            return self
+        if self.budget is None:
+            raise ValueError(f"objective '{self.objective}' needs strategy.budget")
         if (self.target_sales is None) == (self.target_growth is None):
             raise ValueError("give exactly one of strategy.target_sales or strategy.target_growth")
         return self

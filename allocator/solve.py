@@ -17,6 +17,7 @@ The reported bound is the largest bound over all head counts, so the gap covers 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -80,6 +81,11 @@ def solve(scenario: Scenario, *, solver: str | None = None, time_limit: float | 
         log.append(message)
         say(message)
 
+    if scenario.settings.strategy.objective == "balance":
+        from allocator.districting import solve_districting
+
+        result = solve_districting(scenario, spec, note, started)
+        return dataclasses.replace(result, log=log)
     curve = response_curve(scenario)
     bounds = size_bounds(scenario, curve)
     feasible = [b for b in bounds if b.feasible]

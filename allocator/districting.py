@@ -1,0 +1,229 @@
+"""Objective ``balance``: a fixed head count drawn into balanced, contiguous, compact territories.
+
+No sizing and no sales are optimised here (they are reported): the head count ``N`` is fixed,
+every measure of ``alignment.balance`` must lie within its tolerance of the mean per rep, every
+territory must be connected, and the compactness measure is minimised:
+
+- ``travel``: ``sum_i c_i d(i, centre_t(i))``, the workload-weighted distance of each unit to its
+  territory's centre (a hire site inside the territory), a balanced p-median;
+- ``diameter``: ``max_t max_{i, j in t} D_ij``, the largest territory diameter, with ``D`` the
+  shortest-path distance over the adjacency graph by edge length (``adjacency.length``), or the
+  straight-line distance when edges carry no length.
+
+The search is location-allocation (Hess): centres by weighted k-means on the hire sites; the
+balanced alignment LP, rounding, contiguity repair and local search; exact re-solves of adjacent
+territories (LNS) with the chosen solver; then each territory's centre moves to its weighted
+median site and the alignment is improved again, while travel falls. For ``diameter`` a
+simulated-annealing search on the territories' diameters follows (:mod:`allocator.diameter`).
+
+Bound: for ``travel``, the LP relaxation of the alignment with the final centres over *all*
+unit-centre pairs (column generation), which bounds the plan given its centres. For
+``diameter`` no bound is claimed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+import pandas as pd
+
+from allocator.alignment import (AlignmentProblem, LocalSearch, Staffing, align, balance_violation,
+                                 balanced_lp, candidate_pairs, place_hires)
+from allocator.checker import assert_plan
+from allocator.diameter import DiameterSearch, unit_distances
+from allocator.exceptions import NoSolutionError, SpecificationError
+from allocator.improve import lns, move_hire_repair
+from allocator.plan import Plan, make_plan
+from allocator.scenario import Scenario
+
+
+def solve_districting(scenario: Scenario, spec, note, started: float):
+    """The ``balance`` objective; returns a :class:`allocator.solve.SolveResult`."""
+    from allocator.solve import SolveResult
+
+    s = scenario.settings
+    n_reps = s.strategy.headcount.min
+    deadline = started + spec.time_limit
+    # the search weighs distance by workload (compactness), whatever travel costs per km
+    problem = dataclasses.replace(AlignmentProblem.from_scenario(scenario),
+                                  travel_rate=scenario.units["workload"].to_numpy(float))
+    _check_specification(scenario, problem, n_reps)
+    rng = np.random.default_rng(spec.seed)
+    kept = list(range(len(scenario.reps)))
+    staffing = place_hires(problem, kept, n_reps - len(kept), rng)
+    diameter = s.alignment.compactness == "diameter"
+    # travel first: a compact start; the diameter search gets the larger share when asked for
+    travel_until = started + (0.35 if diameter else 1.0) * spec.time_limit
+    staffing, assignment = _location_allocation(problem, staffing, spec, travel_until, rng, note)
+    if balance_violation(problem, staffing, assignment) > 1e-9:
+        raise NoSolutionError(
+            "no balanced, contiguous plan found within the time limit; raise solver.time_limit "
+            "or loosen the alignment.balance tolerances")
+    if diameter:
+        search = DiameterSearch(problem, staffing, assignment, unit_distances(scenario), rng)
+        note(f"diameter search from {search.max_diameter():.3f}")
+        staffing, assignment = search.run(deadline)
+        note(f"diameter search: {search.max_diameter():.3f} after {search.iterations} moves")
+    plan = make_plan(scenario, AlignmentProblem.from_scenario(scenario), staffing, assignment)
+    assert_plan(plan)
+    runtime = time.perf_counter() - started
+    objective = -plan.objective()
+    bound = None
+    if not diameter:
+        bound = alignment_lp_bound(problem, staffing)
+        note(f"compactness {objective:,.2f}, LP bound with these centres {bound:,.2f}")
+    gap = None if bound is None else max(0.0, (objective - bound) / max(abs(objective), 1e-9))
+    status = "optimal" if gap is not None and gap <= 1e-9 else "feasible"
+    termination = "gap_reached" if gap is not None and gap <= spec.gap else "time_limit"
+    sizing = pd.DataFrame([dict(headcount=n_reps, feasible=True, kept=len(kept),
+                                hires=n_reps - len(kept), sizing_bound=None, lp_bound=bound,
+                                bound=bound, objective=objective, reason="")])
+    binding = (f"head count fixed at {n_reps}; compactness '{s.alignment.compactness}' "
+               "minimised within the balance tolerances")
+    return SolveResult(status, termination, objective, bound, gap, runtime, spec.name, spec.seed,
+                       plan, sizing, binding, [])
+
+
+def _check_specification(scenario: Scenario, problem: AlignmentProblem, n_reps: int) -> None:
+    s = scenario.settings
+    room = int(scenario.sites["max_hires"].sum())
+    if n_reps < len(scenario.reps):
+        raise SpecificationError(f"objective 'balance' keeps every existing rep: there are "
+                                 f"{len(scenario.reps)}, above the fixed head count {n_reps}")
+    if n_reps - len(scenario.reps) > room:
+        raise SpecificationError(f"the fixed head count {n_reps} needs "
+                                 f"{n_reps - len(scenario.reps)} hires; the hire sites have room "
+                                 f"for {room}")
+    if n_reps > problem.n:
+        raise SpecificationError(f"the fixed head count {n_reps} exceeds the {problem.n} units")
+    heaviest = problem.measures.max(axis=0) / (problem.measures.sum(axis=0) / n_reps)
+    limit = s.alignment.max_reps_per_territory * (1 + problem.tolerance)
+    worst = int(np.argmax(heaviest / limit))
+    if heaviest[worst] > limit[worst]:
+        measure = s.alignment.balance[worst].measure
+        unit = scenario.units["unit_id"].iloc[int(np.argmax(problem.measures[:, worst]))]
+        raise SpecificationError(
+            f"unit {unit} alone has {heaviest[worst]:.2f} x the mean {measure} per rep; at most "
+            f"{s.alignment.max_reps_per_territory} rep(s) per territory can carry "
+            f"{limit[worst]:.2f} x")
+
+
+def _location_allocation(problem: AlignmentProblem, staffing: Staffing, spec, until: float,
+                         rng: np.random.Generator, note) -> tuple[Staffing, np.ndarray]:
+    """Alternate alignment (LP, repair, LNS) and location (centres to weighted medians)."""
+    s = problem.scenario.settings
+    assignment, search = align(problem, staffing, s.alignment.candidates, s.alignment.contiguity)
+    if search.violation() > 1e-9:
+        staffing, assignment = move_hire_repair(problem, staffing, assignment)
+    best = (balance_violation(problem, staffing, assignment), _travel(problem, staffing, assignment))
+    note(f"alignment: violation {best[0]:.3g}, travel {best[1]:,.2f}")
+    best_state = (staffing, assignment)
+    for round_ in range(50):
+        now = time.perf_counter()
+        if now > until - 0.5:
+            break
+        # each round re-solves neighbourhoods for a share of the time left
+        stop = min(until, now + max(1.0, 0.4 * (until - now)))
+        assignment, _ = lns(problem, staffing, assignment, spec, stop, rng)
+        moved = relocate_centres(problem, staffing, assignment)
+        key = (balance_violation(problem, staffing, assignment),
+               _travel(problem, staffing, assignment))
+        if key < best:
+            best, best_state = key, (staffing, assignment)
+        note(f"location round {round_ + 1}: violation {key[0]:.3g}, travel {key[1]:,.2f}")
+        if moved is None:
+            break
+        staffing = moved
+        search = LocalSearch(problem, staffing, assignment, s.alignment.contiguity)
+        search.run()
+        assignment = search.assignment
+        key = (search.violation(), search.travel())
+        if key < best:
+            best, best_state = key, (staffing, assignment)
+    return best_state
+
+
+def relocate_centres(problem: AlignmentProblem, staffing: Staffing,
+                     assignment: np.ndarray) -> Staffing | None:
+    """Move each hires-only territory's centre to its weighted median site (the site inside it
+    with least travel to its units); ``None`` when no centre moves. Existing reps keep their
+    homes."""
+    scenario = problem.scenario
+    room = scenario.sites.set_index("unit")["max_hires"].to_dict()
+    new = staffing.copy()
+    taken = {int(u) for u in staffing.sites}
+    changed = False
+    for t in range(len(staffing.sites)):
+        if staffing.reps[t]:
+            continue
+        members = np.flatnonzero(assignment == t)
+        options = np.array([u for u in members if room.get(int(u), 0) >= staffing.hires[t]
+                            and (int(u) not in taken or u == staffing.sites[t])], dtype=np.int64)
+        if len(options) < 2:
+            continue
+        # travel of the territory from each candidate centre, in blocks to bound memory
+        cost = np.empty(len(options))
+        for k in range(0, len(options), 256):
+            block = options[k:k + 256]
+            grid = problem.travel_rate[members][None, :] * problem.distance(
+                members[None, :], block[:, None])
+            cost[k:k + 256] = grid.sum(axis=1)
+        here = cost[options == staffing.sites[t]][0]
+        best = int(np.argmin(cost))
+        if cost[best] < here * (1 - 1e-9):
+            taken.discard(int(staffing.sites[t]))
+            taken.add(int(options[best]))
+            new.sites[t] = options[best]
+            changed = True
+    return new if changed else None
+
+
+def _travel(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray) -> float:
+    return float(problem.cost(np.arange(problem.n), staffing.sites[assignment]).sum())
+
+
+def alignment_lp_bound(problem: AlignmentProblem, staffing: Staffing, start_k: int = 12,
+                       max_rounds: int = 30) -> float:
+    """Lower bound on travel of any balanced plan with these centres (contiguity relaxed).
+
+    The balanced LP (:func:`balanced_lp`) over pruned pairs gives duals ``y_tm`` of the balance
+    rows; the Lagrangian value
+
+        L(y) = sum_tm y_tm b_tm + sum_i min_t (c_it - sum_m a_im y_tm)
+
+    (``b_tm`` the lower bound where ``y_tm > 0``, else the upper) bounds every balanced
+    assignment over *all* pairs. Pairs pricing below the units' duals are added until none is
+    left, when ``L`` equals the LP value.
+    """
+    T = len(staffing.sites)
+    units, terr = candidate_pairs(problem, staffing, min(start_k, T))
+    lower, upper = problem.bounds(staffing)
+    bound = -math.inf
+    for _ in range(max_rounds):
+        _, _, _, (unit_dual, load_dual) = balanced_lp(problem, staffing, units, terr,
+                                                      with_duals=True)
+        value = float((load_dual * np.where(load_dual > 0, lower, upper)).sum())
+        new_u, new_t = [], []
+        for lo in range(0, problem.n, 4096):
+            block = np.arange(lo, min(lo + 4096, problem.n))
+            priced = (problem.cost(block[:, None], staffing.sites[None, :])
+                      - problem.measures[block] @ load_dual.T)
+            best = priced.argmin(axis=1)
+            least = priced[np.arange(len(block)), best]
+            value += float(least.sum())
+            short = least < unit_dual[block] - 1e-9 * max(1.0, abs(float(unit_dual[block].max())))
+            new_u.append(block[short])
+            new_t.append(best[short])
+        bound = max(bound, value)
+        new_u, new_t = np.concatenate(new_u), np.concatenate(new_t)
+        fresh = ~np.isin(new_u * T + new_t, units * T + terr)
+        if not fresh.any():
+            return bound
+        units = np.concatenate([units, new_u[fresh]])
+        terr = np.concatenate([terr, new_t[fresh]])
+        order = np.lexsort((terr, units))
+        units, terr = units[order], terr[order]
+    return bound

@@ -96,15 +96,17 @@ def parse_month(text: str, year: int, *, file: str | None = None, row: int | Non
     return int(match.group(2))
 
 
-def read_actuals(path: str | Path, run: RunRecord, scenario: Scenario | None = None) -> Actuals:
+def read_actuals(path: str | Path, run: RunRecord, scenario: Scenario | None = None, *,
+                 year: int | None = None) -> Actuals:
     """Read and validate an actuals table (CSV, XLSX or Parquet) against a run.
 
-    ``scenario`` (the run's, loaded again) supplies the plan year; it is loaded from the run's
-    scenario file when not given.
+    The plan year is ``year`` if given, else that of ``scenario`` (the run's, loaded again from
+    its file when not given either).
     """
     file = str(path)
-    scenario = scenario if scenario is not None else run.load_scenario()
-    year = scenario.settings.year
+    if year is None:
+        scenario = scenario if scenario is not None else run.load_scenario()
+        year = scenario.settings.year
     frame = read.read_table(Path(path))
     frame.columns = [str(c).strip() for c in frame.columns]
     if "unit_id" in frame.columns and "rep_id" in frame.columns:

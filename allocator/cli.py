@@ -215,5 +215,46 @@ def report(run, reports_dir, as_json, debug) -> None:
             click.echo(f"  {name}: {path.stat().st_size / 1e6:.2f} MB")
 
 
+def _add_batch_commands() -> None:
+    from allocator.cli_batch import batch, size
+
+    main.add_command(batch)
+    main.add_command(size)
+
+
+_add_batch_commands()
+
+@main.command()
+@click.argument("run", type=click.Path(file_okay=False))
+@click.argument("actuals", type=click.Path(dir_okay=False))
+@click.option("--low", type=float, default=0.85, show_default=True,
+              help="Flag reps below this share of their quota to date.")
+@click.option("--high", type=float, default=1.20, show_default=True,
+              help="Flag reps above this share of their quota to date.")
+@_REPORTS_DIR
+@click.option("--json", "as_json", is_flag=True, help="Print the headline figures as JSON.")
+@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+def evaluate(run, actuals, low, high, reports_dir, as_json, debug) -> None:
+    """Evaluate the run folder RUN against ACTUALS (sales by unit or rep and month)."""
+    from allocator.evaluate import Thresholds, summary_json, write_evaluation
+
+    try:
+        result, files = write_evaluation(run, actuals, reports_dir=reports_dir,
+                                         thresholds=Thresholds(low=low, high=high))
+    except AllocatorError as err:
+        _fail(err, debug)
+    if as_json:
+        click.echo(summary_json(result))
+        return
+    s = result.summary
+    click.echo(f"evaluation: {files['evaluation.html']}")
+    click.echo(f"through {s['through']}: attainment {s['attainment']:.1%} of quota to date, "
+               f"projection {s['projection']:,.0f} of {s['annual_quota']:,.0f}; "
+               f"{s['share_at_or_above_quota']:.0%} of reps at or above quota; "
+               f"{s['flagged_below']} flagged below, {s['flagged_above']} above; "
+               f"MAPE {s['mape']:.1%}, bias {s['bias']:+.1%}")
+    click.echo(f"recalibrated response: {files['response_recalibrated.yaml']}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -175,3 +175,11 @@ def tiny_run(tmp_path_factory) -> Path:
     scenario = write_scenario(root / "scenario", **TINY_RUN_OPTIONS)
     folder, _ = solve_and_write(scenario, models_dir=root / "models")
     return folder
+
+
+@pytest.fixture(scope="session")
+def texas_run(texas_result, tmp_path_factory) -> Path:
+    """The session's Texas solve written as a run folder (for reports and evaluation)."""
+    from allocator.runs import write_run
+
+    return write_run(texas_result, tmp_path_factory.mktemp("texas_models"))

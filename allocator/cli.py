@@ -215,14 +215,6 @@ def report(run, reports_dir, as_json, debug) -> None:
             click.echo(f"  {name}: {path.stat().st_size / 1e6:.2f} MB")
 
 
-def _add_batch_commands() -> None:
-    from allocator.cli_batch import batch, size
-
-    main.add_command(batch)
-    main.add_command(size)
-
-
-_add_batch_commands()
 
 @main.command()
 @click.argument("run", type=click.Path(file_okay=False))

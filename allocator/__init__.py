@@ -2,8 +2,9 @@
 
 from allocator.exceptions import AllocatorError, InputError, InfeasibleError, PlanCheckError
 from allocator.scenario import Scenario, load_scenario
+from allocator.batching import batch
 
 __version__ = "0.1.0"
 
 __all__ = ["AllocatorError", "InfeasibleError", "InputError", "PlanCheckError", "Scenario",
-           "__version__", "load_scenario"]
+           "__version__", "batch", "load_scenario"]

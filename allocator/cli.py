@@ -215,7 +215,6 @@ def report(run, reports_dir, as_json, debug) -> None:
             click.echo(f"  {name}: {path.stat().st_size / 1e6:.2f} MB")
 
 
-
 @main.command()
 @click.argument("run", type=click.Path(file_okay=False))
 @click.argument("actuals", type=click.Path(dir_okay=False))
@@ -247,6 +246,16 @@ def evaluate(run, actuals, low, high, reports_dir, as_json, debug) -> None:
                f"MAPE {s['mape']:.1%}, bias {s['bias']:+.1%}")
     click.echo(f"recalibrated response: {files['response_recalibrated.yaml']}")
 
+
+# batch and size live in their own module (many options, one shared set)
+def _add_batch_commands() -> None:
+    from allocator.cli_batch import batch, size
+
+    main.add_command(batch)
+    main.add_command(size)
+
+
+_add_batch_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

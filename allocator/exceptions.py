@@ -14,6 +14,18 @@ class AllocatorError(Exception):
 
     exit_code = 1
 
+    def __reduce__(self):
+        # rebuild from the finished message and attributes, not by calling __init__ again: batch
+        # jobs send their errors back from worker processes and Dask workers
+        return (_restore_error, (type(self), self.args, self.__dict__))
+
+
+def _restore_error(cls: type, args: tuple, state: dict[str, Any]) -> AllocatorError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class InputError(AllocatorError):
     """Bad input: names the file, and where known the row, column and offending value.

@@ -126,14 +126,14 @@ def sizing_curve(scenario_file: str | Path, headcounts: str | Sequence[int] | No
     """
     from allocator.scenario import load_scenario
 
+    counts = None if headcounts is None else parse_headcounts(headcounts)
     path = Path(scenario_file)
     if not path.is_file():
         raise InputError("scenario file not found", file=str(path))
     base = load_scenario(path)
     strategy = base.settings.strategy
     allowed = (strategy.headcount.min, strategy.headcount.max)
-    counts = (default_headcounts(*allowed) if headcounts is None
-              else parse_headcounts(headcounts))
+    counts = counts or default_headcounts(*allowed)
     options = tuple((k, v) for k, v in solver_options.items() if v is not None)
     job_list = [BatchJob(label=f"{path.stem} N={n}", scenario_file=str(path.resolve()),
                          changes=(("strategy.headcount.min", n), ("strategy.headcount.max", n)),

@@ -2,15 +2,14 @@
 
 The diameter of a territory is ``max_{i, j in t} D_ij``. ``D`` is the shortest-path distance over
 the adjacency graph by edge length when the edges carry lengths (``adjacency.length``), else the
-straight-line distance between units. The search keeps every plan balanced (every measure within
-its bounds) and contiguous, and anneals
+straight-line distance between units.
 
-    F = sum_t (diam_t / D0) ** P
-
-over moves of one boundary unit to an adjacent territory and swaps of two units across a border.
-A large ``P`` makes ``F`` follow the largest diameter while still rewarding progress in the
-others, which is what frees room for the next step on the largest. The best plan seen, by
-(largest diameter, sum of diameters), is returned.
+The search (:meth:`DiameterSearch.run`) lowers the largest diameter in steps: for a target just
+below the best plan's, units farther apart than the target *conflict*, and annealing over moves
+of border units removes the conflicts while a penalty with an oscillating weight brings balance
+back; contiguity is never broken. A plan without conflicts and in balance is the next best, and
+the target drops again. This is the p-centre idea of solving a min-max problem as a sequence of
+feasibility problems.
 """
 
 from __future__ import annotations
@@ -28,10 +27,10 @@ from allocator.exceptions import SpecificationError
 from allocator.scenario import Scenario
 
 MAX_UNITS = 8000  # the distance matrix is n x n floats
-import os
-POWER = float(os.environ.get("DT_P", 8))
-T0 = float(os.environ.get("DT_T0", 0.05))
-T1 = float(os.environ.get("DT_T1", 1e-4))
+# annealing of conflicts + weight x balance violation (violation in means per rep)
+TEMPERATURE = 0.3  # a move adding one conflict is taken about once in 28 tries
+WEIGHT_START, WEIGHT_MIN, WEIGHT_STEP = 50.0, 5.0, 1.02
+STALE = 100_000  # moves without a better plan before going back to the best one
 
 
 def unit_distances(scenario: Scenario) -> np.ndarray:
@@ -66,7 +65,7 @@ def diameters(dist: np.ndarray, assignment: np.ndarray, territories: int) -> np.
 
 
 class DiameterSearch:
-    """Simulated annealing on territory diameters under balance and contiguity."""
+    """Lowers the largest territory diameter of a balanced, contiguous plan."""
 
     def __init__(self, problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
                  dist: np.ndarray, rng: np.random.Generator) -> None:
@@ -103,29 +102,8 @@ class DiameterSearch:
     def key(self) -> tuple[float, float]:
         return float(self.diam.max()), float(self.diam.sum())
 
-    def _score(self, d: float) -> float:
-        return (d / self.scale) ** POWER
-
-    def _diameter_without(self, t: int, i: int) -> float:
-        members = self.members[t]
-        if len(members) <= 2:
-            return 0.0
-        rest = np.fromiter((u for u in members if u != i), dtype=np.int64)
-        if self.dist[i, rest].max() < self.diam[t] - 1e-12:
-            return float(self.diam[t])
-        return float(self.dist[np.ix_(rest, rest)].max())
-
-    def _diameter_with(self, t: int, i: int, without: int = -1) -> float:
-        rest = np.fromiter((u for u in self.members[t] if u != without), dtype=np.int64)
-        base = self.diam[t] if without < 0 else float(self.dist[np.ix_(rest, rest)].max()) \
-            if len(rest) > 1 else 0.0
-        return max(base, float(self.dist[i, rest].max())) if len(rest) else 0.0
-
-    def _connected_without(self, t: int, leaving: set[int], joining: int = -1) -> bool:
-        members = self.members[t]
-        left = [u for u in members if u not in leaving]
-        if joining >= 0:
-            left.append(joining)
+    def _connected_without(self, t: int, leaving: int) -> bool:
+        left = [u for u in self.members[t] if u != leaving]
         if len(left) <= 1:
             return len(left) == 1
         allowed = set(left)
@@ -144,89 +122,101 @@ class DiameterSearch:
         return int(self.staffing.sites[t]) != i or (not self.staffing.reps[t]
                                                     and len(self.members[t]) > 1)
 
-    def _apply(self, i: int, a: int, b: int, diam_a: float, diam_b: float) -> None:
+    def _apply(self, i: int, a: int, b: int) -> None:
         m = self.problem.measures[i]
         self.members[a].discard(i)
         self.members[b].add(i)
         self.load[a] -= m
         self.load[b] += m
         self.assignment[i] = b
-        self.diam[a], self.diam[b] = diam_a, diam_b
 
     # -- search -------------------------------------------------------------------------------
     def _violation(self, t: int, load: np.ndarray) -> float:
         over = np.maximum(load - self.upper[t], 0) + np.maximum(self.lower[t] - load, 0)
         return float((over / self.omega).sum())
 
-    def run(self, deadline: float, start_temperature: float = T0,
-            end_temperature: float = T1) -> tuple[Staffing, np.ndarray]:
-        """Anneal until ``deadline``; balance is a penalty whose weight oscillates (raised while
-        the plan is out of balance, lowered while it is in), so that the search can cross
-        between balanced plans that no single balanced move connects."""
-        best_key, best_assignment = self.key(), self.assignment.copy()
+    def run(self, deadline: float) -> tuple[Staffing, np.ndarray]:
+        """Lower the largest diameter step by step until ``deadline``.
+
+        For a target ``D`` below the best balanced plan's largest diameter, two units farther
+        apart than ``D`` *conflict*: they may not share a territory. The search anneals
+
+            conflicts + weight * balance violation
+
+        over moves of one border unit to an adjacent territory (contiguity is kept throughout).
+        When a plan has no conflict and is balanced it is the new best, and the target drops
+        below its largest diameter. The balance weight oscillates: raised while the plan is out
+        of balance, lowered while it is in, so the search crosses between balanced plans that
+        no balanced single move connects.
+        """
         measures = self.problem.measures
         self.omega = measures.sum(axis=0) / self.staffing.headcount
+        best_key, best_assignment = self.key(), self.assignment.copy()
         violation = np.array([self._violation(t, self.load[t]) for t in range(self.T)])
-        weight = 30.0
-        started = time.perf_counter()
-        span = max(deadline - started, 1e-3)
-        temperature = start_temperature
-        since_best = 0
         rng = self.rng
+        n = self.problem.n
+
+        def retarget() -> tuple[np.ndarray, np.ndarray]:
+            far = self.dist > best_key[0] * (1 - 1e-4)  # conflicts of the next target
+            counts = np.zeros(n, dtype=np.int64)
+            for t in range(self.T):
+                members = np.fromiter(self.members[t], dtype=np.int64)
+                counts[members] = far[np.ix_(members, members)].sum(axis=1)
+            return far, counts
+
+        far, conflict = retarget()
+        weight, temperature = WEIGHT_START, TEMPERATURE
+        stale = 0
         while True:
             self.iterations += 1
             if self.iterations % 256 == 0:
-                now = time.perf_counter()
-                if now >= deadline:
+                if time.perf_counter() >= deadline:
                     break
-                progress = (now - started) / span
-                temperature = start_temperature * (end_temperature / start_temperature) ** progress
-                weight = weight * 1.15 if violation.sum() > 1e-12 else max(weight / 1.1, 1.0)
-                if since_best > 200_000:  # long without a better balanced plan: go back to it
+                weight = (weight * WEIGHT_STEP if violation.sum() > 1e-12
+                          else max(weight / WEIGHT_STEP, WEIGHT_MIN))
+                if stale > STALE:  # lost: back to the best plan
                     self._restore(best_assignment)
                     violation = np.array([self._violation(t, self.load[t])
                                           for t in range(self.T)])
-                    since_best = 0
-            since_best += 1
-            # half the time from a territory of large diameter, else from anywhere
-            if rng.random() < 0.5:
-                chance = (self.diam / self.scale) ** 4 + 1e-3
-                a = int(rng.choice(self.T, p=chance / chance.sum()))
-                members = np.fromiter(self.members[a], dtype=np.int64)
-                if len(members) <= 1:
-                    continue
-                # its far-out units are the ones whose leaving shrinks the diameter
-                reach = self.dist[np.ix_(members, members)].max(axis=1) / self.diam[a]
-                chance = reach ** 16
-                i = int(members[rng.choice(len(members), p=chance / chance.sum())])
+                    far, conflict = retarget()
+                    stale = 0
+            stale += 1
+            hot = np.flatnonzero(conflict)
+            if len(hot) and rng.random() < 0.7:
+                i = int(hot[rng.integers(len(hot))])
             else:
-                i = int(rng.integers(self.problem.n))
-                a = int(self.assignment[i])
+                i = int(rng.integers(n))
+            a = int(self.assignment[i])
             foreign = [int(self.assignment[v]) for v in self.adjacency[i]
                        if self.assignment[v] != a]
             if not foreign or self.fixed[i] or not self._site_ok(a, i):
                 continue
             b = foreign[int(rng.integers(len(foreign)))]
             m = measures[i]
+            members_b = np.fromiter(self.members[b], dtype=np.int64)
+            gained = int(far[i, members_b].sum())
             viol_a = self._violation(a, self.load[a] - m)
             viol_b = self._violation(b, self.load[b] + m)
-            diam_a = self._diameter_without(a, i)
-            diam_b = self._diameter_with(b, i)
-            delta = (self._score(diam_a) + self._score(diam_b)
-                     - self._score(self.diam[a]) - self._score(self.diam[b])
+            delta = (gained - conflict[i]
                      + weight * (viol_a + viol_b - violation[a] - violation[b]))
             if delta > 0 and rng.random() >= math.exp(-delta / temperature):
                 continue
-            if not self._connected_without(a, {i}):
+            if not self._connected_without(a, i):
                 continue
-            self._apply(i, a, b, diam_a, diam_b)
+            members_a = np.fromiter(self.members[a], dtype=np.int64)
+            conflict[members_a] -= far[i, members_a]
+            conflict[members_b] += far[i, members_b]
+            conflict[i] = gained
+            self._apply(i, a, b)
             self._fix_site(a)
             violation[a], violation[b] = viol_a, viol_b
-            if violation[a] + violation[b] <= 1e-12 and violation.sum() <= 1e-12:
+            if not conflict.any() and violation.sum() <= 1e-12:
+                self.diam = diameters(self.dist, self.assignment, self.T)
                 key = self.key()
                 if key < best_key:
                     best_key, best_assignment = key, self.assignment.copy()
-                    since_best = 0
+                    far, conflict = retarget()
+                    stale = 0
         self._restore(best_assignment)
         return self.staffing, self.assignment
 

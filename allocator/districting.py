@@ -30,13 +30,21 @@ import time
 import numpy as np
 import pandas as pd
 
-from allocator.alignment import (AlignmentProblem, LocalSearch, Staffing, align, balance_violation,
-                                 balanced_lp, candidate_pairs, place_hires)
+from allocator.alignment import (
+    AlignmentProblem,
+    LocalSearch,
+    Staffing,
+    align,
+    balance_violation,
+    balanced_lp,
+    candidate_pairs,
+    place_hires,
+)
 from allocator.checker import assert_plan
 from allocator.diameter import DiameterSearch, unit_distances
 from allocator.exceptions import NoSolutionError, SpecificationError
 from allocator.improve import lns, move_hire_repair
-from allocator.plan import Plan, make_plan
+from allocator.plan import make_plan
 from allocator.scenario import Scenario
 
 
@@ -56,7 +64,7 @@ def solve_districting(scenario: Scenario, spec, note, started: float):
     staffing = place_hires(problem, kept, n_reps - len(kept), rng)
     diameter = s.alignment.compactness == "diameter"
     # travel first: a compact start; the diameter search gets the larger share when asked for
-    travel_until = started + (0.35 if diameter else 1.0) * spec.time_limit
+    travel_until = started + (0.1 if diameter else 1.0) * spec.time_limit
     staffing, assignment = _location_allocation(problem, staffing, spec, travel_until, rng, note)
     if balance_violation(problem, staffing, assignment) > 1e-9:
         raise NoSolutionError(

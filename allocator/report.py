@@ -184,15 +184,24 @@ def _territory_hover(run: RunRecord, currency: str) -> list[str]:
 
 
 def _simplified(shapes: gpd.GeoSeries) -> gpd.GeoSeries:
-    """Shapes simplified for the screen, with shared borders kept shared."""
+    """Shapes simplified for the screen, with shared borders kept shared.
+
+    Exterior rings are made clockwise: plotly's geo maps (d3-geo, spherical) read an
+    anticlockwise ring as everything outside it, and simplification can flip a ring.
+    """
+    import shapely
+
     if shapes.crs is None or not shapes.crs.is_geographic:
         minx, miny, maxx, maxy = shapes.total_bounds
-        return shapes.simplify_coverage(float(np.hypot(maxx - minx, maxy - miny)) *
-                                        MAP_SIMPLIFY_SHARE)
-    projected = shapes.to_crs(shapes.estimate_utm_crs())
-    minx, miny, maxx, maxy = projected.total_bounds
-    tolerance = float(np.hypot(maxx - minx, maxy - miny)) * MAP_SIMPLIFY_SHARE
-    return projected.simplify_coverage(tolerance).to_crs(shapes.crs)
+        simple = shapes.simplify_coverage(float(np.hypot(maxx - minx, maxy - miny)) *
+                                          MAP_SIMPLIFY_SHARE)
+    else:
+        projected = shapes.to_crs(shapes.estimate_utm_crs())
+        minx, miny, maxx, maxy = projected.total_bounds
+        tolerance = float(np.hypot(maxx - minx, maxy - miny)) * MAP_SIMPLIFY_SHARE
+        simple = projected.simplify_coverage(tolerance).to_crs(shapes.crs)
+    return gpd.GeoSeries(shapely.orient_polygons(simple.values, exterior_cw=True),
+                         index=simple.index, crs=simple.crs)
 
 
 def _outline(shapes: gpd.GeoSeries) -> tuple[list, list]:
@@ -251,8 +260,13 @@ def territory_map_figure(run: RunRecord, scenario: Scenario) -> go.Figure:
             marker=dict(symbol="triangle-up", size=7 + 3 * run.territories["n_reps"].to_numpy(),
                         color="black"),
             text=_territory_hover(run, currency), hovertemplate="%{text}<extra></extra>"))
-        figure.update_geos(visible=False, fitbounds="locations", projection_type="mercator",
-                           scope="world", resolution=110)
+        # explicit ranges: plotly's fitbounds also weighs the border lines and drifts off centre
+        minx, miny, maxx, maxy = shapes.total_bounds
+        pad_x, pad_y = 0.03 * (maxx - minx) + 1e-3, 0.03 * (maxy - miny) + 1e-3
+        figure.update_geos(visible=False, projection_type="mercator", scope="world",
+                           resolution=110, lonaxis_range=[minx - pad_x, maxx + pad_x],
+                           lataxis_range=[miny - pad_y, maxy + pad_y],
+                           center=dict(lon=(minx + maxx) / 2, lat=(miny + maxy) / 2))
     else:
         if territory_shapes is not None:
             for shape, tid, text in zip(territory_shapes.geometry,

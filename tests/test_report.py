@@ -246,3 +246,20 @@ def test_a_failing_writer_leaves_no_partial_report(tmp_path):
     assert (folder / "report.html").read_text() == "the earlier report"
     assert sorted(p.name for p in folder.parent.iterdir()) == ["run"]
     assert sorted(p.name for p in folder.iterdir()) == ["report.html"]
+
+
+def test_map_shapes_wind_clockwise_after_simplification():
+    """Simplifying the US coverage flips some rings; plotly's geo maps would then paint the
+    whole globe outside such a county. Every exterior ring must come out clockwise."""
+    import shapely
+
+    from allocator.report import _simplified
+    from allocator.scenario import load_scenario
+
+    scenario = load_scenario(Path(__file__).resolve().parent.parent / "scenarios" /
+                             "us_counties.yaml")
+    shapes = _simplified(scenario.geometry.reset_index(drop=True))
+    assert len(shapes) == 3108 and shapes.is_valid.all()
+    assert shapes.count_coordinates().sum() < 0.5 * scenario.geometry.count_coordinates().sum()
+    rings = [part.exterior for geom in shapes for part in getattr(geom, "geoms", [geom])]
+    assert not any(shapely.is_ccw(ring) for ring in rings)

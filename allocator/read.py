@@ -19,6 +19,8 @@ import yaml
 from allocator.exceptions import InputError
 
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq", ".xlsx", ".xls"}
+# the largest whole number a float holds exactly (counts are cast to 64-bit integers)
+MAX_WHOLE = 2**53
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -164,6 +166,11 @@ def number_column(
         if integer and value != int(value):
             raise InputError(
                 "must be a whole number", file=file, row=row + 2, column=column, value=original
+            )
+        if integer and abs(value) > MAX_WHOLE:
+            raise InputError(
+                f"too large for a count (at most {MAX_WHOLE:,})", file=file, row=row + 2,
+                column=column, value=original
             )
     return values
 

@@ -166,7 +166,7 @@ NOT_NUMBERS = ["abc", "", "NaN", "nan", "NA", "null", "None", "N/A", "inf", "-in
                "--5", "5-", "∞", "1e", "e5", "½", "-", "."]
 NEGATIVE = ["-1", "-0.001", "-1e6"]
 NOT_POSITIVE = ["0", "0.0", "-0", "-2.5"]
-NOT_WHOLE = ["1.5", "0.25", "2.000001"]
+NOT_WHOLE = ["1.5", "0.25", "2.000001", "1e20", "12345678901234567890"]
 
 # file -> (data rows, {numeric column: kinds of bad value})
 NUMERIC_COLUMNS = {

@@ -257,5 +257,74 @@ def _add_batch_commands() -> None:
 
 _add_batch_commands()
 
+@main.command()
+@click.argument("run", type=click.Path(file_okay=False))
+@click.argument("actuals", type=click.Path(dir_okay=False))
+@click.option("--as-of", "as_of", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Date of the re-optimisation (YYYY-MM-DD); months complete by then are done.")
+@click.option("--max-moved", default=None, metavar="[units:|value:]SHARE",
+              help="Most that may change owner: 5% (of units), units:5%, value:5% (of last "
+                   "year's sales).")
+@click.option("--disruption-weight", type=float, default=None,
+              help="Price of a move per unit of last year's sales moved; without it the plan "
+                   "moves as little as balance needs.")
+@click.option("--people", type=click.Path(dir_okay=False), default=None,
+              help="YAML of departures, vacancies and hires.")
+@click.option("--locks", type=click.Path(dir_okay=False), default=None,
+              help="Table of unit_id / territory_id that must not change.")
+@click.option("--recalibrated", type=click.Path(dir_okay=False), default=None,
+              help="Updated potential: a unit_id,potential table or a JSON/YAML of factors.")
+@click.option("--tradeoff", type=int, default=None, metavar="N",
+              help="Also sweep N disruption caps: objective against disruption (table, chart).")
+@_solve_options
+def reoptimize(run, actuals, as_of, max_moved, disruption_weight, people, locks, recalibrated,
+               tradeoff, solver, time_limit, gap, seed, threads, models_dir, as_json, quiet,
+               debug) -> None:
+    """Re-optimise the run folder RUN mid-year from ACTUALS, moving few units."""
+    from allocator.disruption import DisruptionLimit, read_locks, read_people_changes
+    from allocator.reoptimize import reoptimize as run_reoptimize
+    from allocator.reoptimize import write_reoptimized_run
+
+    def progress(message: str) -> None:
+        if not quiet and not as_json:
+            click.echo(message, err=True)
+
+    try:
+        with _stdout_to_stderr(as_json):
+            limit = DisruptionLimit.parse(max_moved) if max_moved is not None else None
+            result = run_reoptimize(
+                run, actuals, as_of.date(), people=read_people_changes(people) if people else None,
+                locks=read_locks(locks) if locks else None, max_moved=limit,
+                disruption_weight=disruption_weight, tradeoff=tradeoff, recalibrated=recalibrated,
+                solver=solver, time_limit=time_limit, seed=seed, threads=threads,
+                progress=progress)
+            folder = write_reoptimized_run(result, models_dir, people, locks)
+    except AllocatorError as err:
+        _fail(err, debug)
+    record = json.loads((folder / "result.json").read_text())
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+        return
+    d, q = record["disruption"], record["quotas"]
+    click.echo(f"run: {folder} (parent {record['parent_run_id']})")
+    click.echo(f"moved {d['units_moved']} unit(s) ({d['units_moved_share']:.2%} of units; "
+               f"{d['forced_units']} because their rep left or a base was added), last year's "
+               f"sales moved {d['value_moved']:,.0f} ({d['value_moved_share']:.2%}), "
+               f"{d['reps_affected']} rep(s) affected" + (
+                   f"; cap {d['cap']['measure']} {d['cap']['share']:.2%}" if d["cap"] else ""))
+    parent = record.get("parent_objective")
+    click.echo(f"objective {record['objective']:,.0f}" + (
+        f" (parent plan {parent:,.0f})" if parent is not None else "")
+        + f", {record['runtime_s']:.1f} s, solver {record['solver']}")
+    click.echo(f"quotas for {q['months_left'][0]}..{q['months_left'][-1]}: "
+               f"{q['remaining_quota_total']:,.2f} = annual {q['annual_quota_total']:,.2f} less "
+               f"sold {q['sold_to_date']:,.2f}" if q["months_left"] else "no months left")
+    if record.get("tradeoff"):
+        click.echo("trade-off (cap, units moved, value moved, objective):")
+        for row in record["tradeoff"]:
+            click.echo(f"  {row['point']}: {row['cap']:,.0f}  {row['units_moved']}  "
+                       f"{row['value_moved']:,.0f}  {row['objective']:,.0f}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections import deque
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 
 from allocator.exceptions import InputError
 from allocator.geometry import neighbours
 from allocator.scenario import Scenario
+from allocator.settings import Settings
 
 
 def validate_scenario(scenario: Scenario) -> None:
@@ -35,18 +37,30 @@ def _file(scenario: Scenario, relative: str) -> str:
 def check_crs(scenario: Scenario) -> None:
     """The geometry and the unit coordinates must be in one coordinate reference system.
 
-    Three mistakes are caught, each of which would silently turn distances into nonsense:
-    a geometry whose declared CRS is geographic but whose numbers are not degrees (projected
-    metres labelled EPSG:4326), a geometry in degrees read as ``coordinates: planar``, and unit
-    coordinates columns that do not lie where their geometry is (the two files in different CRS).
+    See :func:`check_geometry_crs`, which does the work on the parts of a scenario, so that
+    loading can call it before the geometry is first projected.
     """
-    geometry = scenario.geometry
-    if geometry is None:
+    if scenario.geometry is None:
         return
     spec = scenario.settings.units
-    geo_file = _file(scenario, spec.geometry.file) if spec.geometry else scenario.source
-    ids = scenario.units["unit_id"].to_numpy()
-    planar = scenario.coordinates.planar
+    check_geometry_crs(scenario.geometry, scenario.coordinates.points, scenario.settings,
+                       scenario.units["unit_id"].to_numpy(), _file(scenario, spec.table),
+                       _file(scenario, spec.geometry.file) if spec.geometry else scenario.source,
+                       scenario.source)
+
+
+def check_geometry_crs(geometry: gpd.GeoSeries, points: np.ndarray, settings: Settings,
+                       ids: np.ndarray, units_file: str, geometry_file: str,
+                       scenario_file: str) -> None:
+    """Catch the three CRS mistakes that would silently turn distances into nonsense.
+
+    A geometry whose declared CRS is geographic but whose numbers are not degrees (projected
+    metres labelled EPSG:4326), a geometry in degrees read as ``coordinates: planar``, and unit
+    coordinate columns that do not lie where their geometry is (the two files in different CRS).
+    ``geometry`` and ``points`` are in the order of ``ids`` (the units table).
+    """
+    spec = settings.units
+    planar = spec.coordinates == "planar"
     crs = geometry.crs
     bounds = geometry.bounds.to_numpy()  # minx, miny, maxx, maxy per unit
     degrees = (np.abs(bounds[:, [0, 2]]) <= 180.0).all(axis=1) & \
@@ -57,17 +71,17 @@ def check_crs(scenario: Scenario) -> None:
             f"the geometry declares the geographic CRS {crs.to_string()} but its coordinates "
             f"are not degrees (bounds {np.round(bounds[row], 3).tolist()}); it was probably "
             "written in a projected CRS: declare that CRS in the file",
-            file=geo_file, column="geometry", value=ids[row])
+            file=geometry_file, column="geometry", value=ids[row])
     if crs is None and not planar and not degrees.all():
         row = int(np.flatnonzero(~degrees)[0])
         raise InputError(
             "the geometry has no CRS and its coordinates are not degrees, but "
             "units.coordinates is 'lonlat'; declare the CRS in the geometry file",
-            file=geo_file, column="geometry", value=ids[row])
+            file=geometry_file, column="geometry", value=ids[row])
     if planar and crs is not None and crs.is_geographic:
         raise InputError(
             f"units.coordinates is 'planar' but the geometry's CRS {crs.to_string()} is "
-            "geographic (degrees); use coordinates: lonlat", file=scenario.source,
+            "geographic (degrees); use coordinates: lonlat", file=scenario_file,
             column="units.coordinates", value="planar")
     xy = (spec.x, spec.y) if planar else (spec.lon, spec.lat)
     if not all(xy):
@@ -77,7 +91,6 @@ def check_crs(scenario: Scenario) -> None:
         shapes = geometry.to_crs(4326)
     box = shapes.bounds.to_numpy()
     margin = np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])
-    points = scenario.coordinates.points
     outside = ((points[:, 0] < box[:, 0] - margin) | (points[:, 0] > box[:, 2] + margin)
                | (points[:, 1] < box[:, 1] - margin) | (points[:, 1] > box[:, 3] + margin))
     if outside.any():
@@ -86,8 +99,7 @@ def check_crs(scenario: Scenario) -> None:
             f"unit {ids[row]} lies at ({points[row, 0]:g}, {points[row, 1]:g}) but its geometry "
             f"spans x {box[row, 0]:g}..{box[row, 2]:g}, y {box[row, 1]:g}..{box[row, 3]:g}: the "
             f"{'/'.join(xy)} columns and the geometry file are in different coordinate systems",
-            file=_file(scenario, spec.table), row=row + 2, column=xy[0],
-            value=f"{points[row, 0]:g}")
+            file=units_file, row=row + 2, column=xy[0], value=f"{points[row, 0]:g}")
 
 
 def check_locks_contiguous(scenario: Scenario) -> None:

@@ -38,7 +38,7 @@ from pydantic import BaseModel
 
 from allocator.cli import main
 from allocator.diagnose import check_specification
-from allocator.exceptions import AllocatorError, InfeasibleError, InputError
+from allocator.exceptions import AllocatorError, InfeasibleError, InputError, IslandWarning
 from allocator.scenario import load_scenario
 from allocator.settings import Settings
 from allocator.validate import validate_scenario
@@ -839,3 +839,34 @@ def test_malformed(case: Case, bases, tmp_path):
                if not (any(n in message for n in needle) if isinstance(needle, tuple)
                        else needle in message)]
     assert not missing, f"message lacks {missing}: {message}"
+
+
+def test_islands_are_joined_with_a_warning(bases, tmp_path):
+    """With ``adjacency.islands: nearest`` a unit with no neighbour is linked to its nearest unit,
+    and the link is reported, never made silently (``error`` refuses it, as the cases above)."""
+    folder = tmp_path / "scenario"
+    shutil.copytree(bases["edges"], folder)
+    path = folder / YAML_NAME
+    isolate("U6")(path)
+    edit_settings(path, lambda d: d["adjacency"].update(islands="nearest"))
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    # U6 sits 10 km from both U3 and U5; the link goes to one of them
+    assert "warning: joined 1 island group(s) to their nearest unit: U6->U" in result.output
+    summary = CliRunner().invoke(main, ["validate", str(path), "--json"])
+    assert '"islands_joined": 1' in summary.stdout
+    with pytest.warns(IslandWarning, match="U6->U"):
+        scenario = load_scenario(path)
+    (link,) = scenario.islands
+    ids = scenario.units["unit_id"]
+    assert ids.iloc[link[0]] == "U6" and ids.iloc[link[1]] in {"U3", "U5"}
+
+
+def test_debug_shows_the_traceback(bases, tmp_path):
+    """The one way to see the traceback of an input error is to ask for it."""
+    folder = tmp_path / "scenario"
+    shutil.copytree(bases["edges"], folder)
+    set_cell(folder / "units.csv", 3, "workload", "lots")
+    result = CliRunner().invoke(main, ["validate", str(folder / YAML_NAME), "--debug"])
+    assert isinstance(result.exception, InputError)
+    assert result.exception.row == 3 and result.exception.value == "lots"

@@ -214,6 +214,9 @@ def parse_sweep(spec: str) -> Sweep:
     if not values.strip() or any(not v for v in raw):
         raise InputError(f"empty value in sweep of '{path.text}'", column="--sweep", value=spec)
     parsed = tuple(parse_value(v) for v in raw)
+    if any(a == b for i, a in enumerate(parsed) for b in parsed[i + 1:]):
+        raise InputError(f"a value is given twice in the sweep of '{path.text}'",
+                         column="--sweep", value=spec)
     for value, text in zip(parsed, raw, strict=True):
         path.check(value, text)
     return Sweep(path, parsed, raw)
@@ -244,7 +247,9 @@ def _sweeps(sweep: Mapping[str, Sequence[Any]] | Sequence[str] | None) -> list[S
 
 
 def _short(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:g}"
+    return str(value)
 
 
 # --- jobs ---------------------------------------------------------------------------------------
@@ -360,7 +365,9 @@ def completed_runs(models_dir: str | Path) -> dict[str, Path]:
             record = json.loads(result.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError, UnicodeDecodeError):
             continue
-        sha = record.get("scenario_sha256") if isinstance(record, dict) else None
+        if not isinstance(record, dict) or "parent_run" in record:
+            continue  # a mid-year re-optimisation of a run is not a solve of its scenario
+        sha = record.get("scenario_sha256")
         if sha:
             found[sha] = folder  # sorted: later run ids (timestamps) win
     return found
@@ -380,8 +387,11 @@ def comparison_row(job: BatchJob, record: Mapping[str, Any] | None = None,
         row.update({"scenario": record.get("scenario"), "status": record.get("status"),
                     "termination": record.get("termination")})
         row.update({column: kpis.get(column) for column in KPI_COLUMNS})
-        # disruption figures are there only for mid-year re-optimisation runs
-        row.update({k: v for k, v in kpis.items() if k.startswith(("disruption", "moved"))})
+        # disruption figures are there only for runs re-optimised from an earlier plan
+        disruption = record.get("disruption")
+        if isinstance(disruption, Mapping):
+            row.update({f"disruption.{k}": v for k, v in disruption.items()
+                        if isinstance(v, (int, float)) or v is None})
         row.update({column: record.get(column) for column in RESULT_COLUMNS})
         row.update({"scenario_sha256": record.get("scenario_sha256"),
                     "run_id": record.get("run_id"), "run_folder": str(folder)})
@@ -614,7 +624,17 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("workload_index_min", "workload_index_max"):
         fmt(column, "{:.3f}")
     fmt("runtime_s", "{:.1f}")
+    for column in shown.columns:  # the rest (sweep values and the like): plain, with separators
+        shown[column] = [_plain_number(v) for v in shown[column]]
     return shown.map(lambda v: "" if _missing(v) else v)
+
+
+def _plain_number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or _missing(value):
+        return value
+    if float(value).is_integer():
+        return f"{value:,.0f}"
+    return f"{value:.6g}"
 
 
 def _missing(value: Any) -> bool:
@@ -626,7 +646,8 @@ PAGE = """<!DOCTYPE html>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }}
 table {{ border-collapse: collapse; font-size: 0.85em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right;
+          white-space: nowrap; }}
 th {{ background: #f0f0f0; position: sticky; top: 0; }}
 td:first-child, th:first-child {{ text-align: left; }}
 img {{ max-width: 100%; }}
@@ -643,10 +664,15 @@ def comparison_html(frame: pd.DataFrame, summary: str, title: str = "Batch compa
     """A self-contained page (no scripts, no external files) with the comparison table."""
     import html
 
-    shown = display_table(frame.drop(columns=["scenario_file", "scenario_sha256", "run_folder"],
-                                     errors="ignore"))
-    table = shown.to_html(index=False, border=0, classes="comparison", escape=True)
-    return PAGE.format(title=html.escape(title), summary=html.escape(summary), body=table)
+    shown = display_table(frame.drop(columns=["scenario_file", "scenario_sha256", "run_folder",
+                                              "error"], errors="ignore"))
+    body = shown.to_html(index=False, border=0, classes="comparison", escape=True)
+    failures = frame[frame["status"] == "error"] if "status" in frame else frame.iloc[:0]
+    if len(failures):
+        items = "\n".join(f"<li><b>{html.escape(str(row.label))}</b>: "
+                          f"{html.escape(str(row.error))}</li>" for row in failures.itertuples())
+        body += f"\n<h2>Failures</h2>\n<ul class=\"failures\">\n{items}\n</ul>"
+    return PAGE.format(title=html.escape(title), summary=html.escape(summary), body=body)
 
 
 def write_comparison(outcome: BatchOutcome, out: str | Path) -> Path:

@@ -123,6 +123,7 @@ def test_help_lists_the_options():
     ("strategy.headcount.min=2.5", "does not fit setting 'strategy.headcount.min'"),
     ("strategy.budget", "KEY=V1,V2"),
     ("strategy.budget=1,,2", "empty value"),
+    ("strategy.budget=1e6,1000000", "given twice"),
 ])
 def test_bad_sweeps_are_input_errors(scenarios, tmp_path, sweep, message):
     result = run("batch", scenarios["a"], "--sweep", sweep, "--models-dir", tmp_path / "m",

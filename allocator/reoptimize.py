@@ -1083,9 +1083,13 @@ def _diagnose(search: Reoptimizer, assignment: np.ndarray, limit) -> list[str]:
         if over[t] <= 1e-9:
             break
         index = local.load[t] / (local.scale * search.staffing.n_reps[t])
+        members = assignment == t
+        locked = bool((search.problem.lock_unit[members] >= 0).all())
         lines.append(f"territory based at {ids[search.staffing.sites[t]]}: workload per rep "
                      f"{index[0]:.3f} x the mean, allowed {1 - search.problem.tolerance[0]:.3f}-"
-                     f"{1 + search.problem.tolerance[0]:.3f}")
+                     f"{1 + search.problem.tolerance[0]:.3f}" + (
+                         " (every unit locked, e.g. a vacancy's territory: it cannot change)"
+                         if locked else ""))
     used = search.disruption(assignment)
     if limit is not None:
         lines.append(f"moves so far use {_fmt(used, search.measure)} of the cap "

@@ -1,0 +1,223 @@
+"""Mid-year re-optimisation on a 5 x 5 grid with five reps, on every solver."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from allocator.alignment import LocalSearch
+from allocator.cli import main
+from allocator.disruption import DisruptionLimit, PeopleChanges, read_people_changes
+from allocator.exceptions import InfeasibleError, InputError
+from allocator.reoptimize import reoptimize
+from conftest import SOLVERS, write_scenario
+
+AS_OF = date(2027, 6, 30)
+HOMES = ["U1", "U5", "U21", "U25", "U13"]
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory) -> tuple[Path, Path]:
+    """A solved 5 x 5 run (reps kept, head count fixed at 5) and synthetic actuals to June."""
+    from allocator.actuals import simulate_actuals
+    from allocator.api import solve_and_write
+    from allocator.runs import read_run
+
+    root = tmp_path_factory.mktemp("reoptimize")
+    potential = [1_000_000 + 150_000 * (k % 4) for k in range(25)]
+    scenario = write_scenario(
+        root / "scenario", rows=5, cols=5, sites=[],
+        reps=[{"rep_id": f"R{k + 1}", "home_unit": u, "annual_cost": 90000}
+              for k, u in enumerate(HOMES)],
+        workload=[300 + 60 * ((3 * k) % 7) for k in range(25)], potential=potential,
+        last_year_sales=[round(0.5 * p) for p in potential],
+        settings={"reps": {"lock": "keep"},
+                  "strategy": {"headcount": {"min": 5, "max": 5}, "budget": 2_000_000},
+                  "alignment": {"balance": [{"measure": "workload", "tolerance": 0.15}]}})
+    folder, _ = solve_and_write(scenario, models_dir=root / "models")
+    actuals = root / "actuals.csv"
+    simulate_actuals(read_run(folder), through="2027-06", seed=1).to_csv(actuals, index=False)
+    return folder, actuals
+
+
+def sold_and_annual_cents(folder: Path, actuals: Path) -> tuple[int, int]:
+    table = pd.read_csv(actuals, dtype={"unit_id": str})
+    quotas = pd.read_csv(folder / "quotas.csv")
+    return (int(round(table["sales"].sum() * 100)),
+            int(sum(round(v * 100) for v in quotas["annual"])))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_unchanged_data_moves_nothing(parent, solver):
+    folder, actuals = parent
+    for limit in (None, DisruptionLimit.parse("value:20%")):
+        result = reoptimize(folder, actuals, AS_OF, max_moved=limit, solver=solver,
+                            time_limit=20)
+        assert result.disruption["units_moved"] == 0
+        assert result.moves.empty
+        parent_table = pd.read_csv(folder / "assignment.csv", dtype=str)
+        assert list(result.plan.units["territory_id"]) == list(parent_table["territory_id"])
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_departure_moves_only_what_balance_needs(parent, solver):
+    folder, actuals = parent
+    cap = DisruptionLimit.parse("40%")
+    result = reoptimize(folder, actuals, AS_OF, people=PeopleChanges(departures=("R2",)),
+                        max_moved=cap, solver=solver, time_limit=20)
+    moves, mid = result.moves, result.mid
+    departed = set(pd.read_csv(folder / "assignment.csv", dtype=str).query("rep_id == 'R2'")
+                   ["unit_id"])
+    # every unit of the departed rep moves, and only those are forced
+    assert departed <= set(moves["unit_id"])
+    assert set(moves.loc[moves["forced"], "unit_id"]) == departed
+    assert "R2" not in set(result.plan.reps["rep_id"])
+    # every other move is needed: undoing any one breaks balance or contiguity
+    position = {u: k for k, u in enumerate(mid.scenario.units["unit_id"])}
+    for uid in moves.loc[~moves["forced"], "unit_id"]:
+        undone = result.plan.assignment.copy()
+        undone[position[uid]] = mid.owner[position[uid]]
+        search = LocalSearch(mid.problem, mid.staffing, undone)
+        broken = search.violation() > 1e-9 or any(
+            len(search.components(t)) > 1 for t in range(len(mid.staffing.sites)))
+        assert broken, f"moving {uid} was not needed"
+    # the cap holds; disruption figures agree with moves.csv
+    assert result.disruption["units_moved"] == len(moves) <= 0.40 * 25
+    assert result.disruption["value_moved"] == pytest.approx(moves["last_year_sales"].sum())
+    assert result.disruption["reps_affected"] >= 2
+    # remaining quotas: annual quota total less sold so far, to the cent, months 7..12 only
+    sold, annual = sold_and_annual_cents(folder, actuals)
+    assert int(round(result.quotas["annual"].sum() * 100)) == annual - sold
+    assert (result.quotas[["01", "02", "03", "04", "05", "06"]] == 0).all().all()
+    months = result.quotas[["07", "08", "09", "10", "11", "12"]]
+    assert ((months.sum(axis=1) * 100).round() == (result.quotas["annual"] * 100).round()).all()
+    # equally attainable: remaining quota over remaining expected sales is the same for all
+    attainability = result.quota_detail["attainability"]
+    assert attainability.max() - attainability.min() < 1e-4
+
+
+def test_cap_too_small_is_a_diagnosis_not_an_overrun(parent):
+    folder, actuals = parent
+    people = PeopleChanges(departures=("R2",))
+    needed = reoptimize(folder, actuals, AS_OF, people=people, time_limit=20)
+    n_needed = needed.disruption["units_moved"]
+    assert n_needed > needed.disruption["forced_units"]  # balance needs more than the forced
+    with pytest.raises(InfeasibleError) as caught:
+        reoptimize(folder, actuals, AS_OF, people=people, time_limit=20,
+                   max_moved=DisruptionLimit.parse(f"{(n_needed - 1) / 25:.4f}"))
+    assert caught.value.exit_code == 3
+    assert caught.value.diagnosis
+    exact = reoptimize(folder, actuals, AS_OF, people=people, time_limit=20,
+                       max_moved=DisruptionLimit.parse(f"{n_needed / 25:.4f}"))
+    assert exact.disruption["units_moved"] <= n_needed
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_tradeoff_curve_is_monotone(parent, solver):
+    folder, actuals = parent
+    result = reoptimize(folder, actuals, AS_OF, people=PeopleChanges(departures=("R2",)),
+                        max_moved=DisruptionLimit.parse("60%"), tradeoff=4, solver=solver,
+                        time_limit=12)
+    curve = result.tradeoff
+    assert len(curve) == 4
+    assert (np.diff(curve["cap"]) >= 0).all()
+    assert (curve["disruption"] <= curve["cap"] + 1e-9).all()
+    assert (np.diff(curve["objective"]) >= -1e-6).all()
+    assert curve["units_moved"].iloc[0] == result.disruption["units_moved"]
+
+
+def test_vacancy_keeps_its_territory(parent, tmp_path):
+    folder, actuals = parent
+    people = tmp_path / "people.yaml"
+    people.write_text(yaml.safe_dump({"vacancies": ["R3"]}))
+    result = reoptimize(folder, actuals, AS_OF, people=read_people_changes(people),
+                        time_limit=20)
+    assert result.moves.empty  # the open seat keeps its units, nobody else has to move
+    quotas = result.quotas.set_index("rep_id")
+    assert "VACANT-R3" in quotas.index and "R3" not in quotas.index
+    sold, annual = sold_and_annual_cents(folder, actuals)
+    assert int(round(result.quotas["annual"].sum() * 100)) == annual - sold
+
+
+def test_hire_gets_a_territory_and_a_ramped_quota(parent, tmp_path):
+    folder, actuals = parent
+    people = tmp_path / "people.yaml"
+    people.write_text(yaml.safe_dump({"hires": [
+        {"rep_id": "H1", "home_unit": "U3", "start_month": 9, "ramp_months": 2,
+         "ramp_productivity": 0.5}]}))
+    result = reoptimize(folder, actuals, AS_OF, people=read_people_changes(people),
+                        time_limit=20)
+    plan_units = result.plan.units
+    assert (plan_units["rep_id"] == "H1").sum() >= 2  # carved out of its neighbours
+    assert set(result.moves.loc[result.moves["forced"], "unit_id"]) == {"U3"}  # its base
+    hire = result.quotas.set_index("rep_id").loc["H1"]
+    assert (hire[["07", "08"]] == 0).all() and hire["09"] > 0
+    # September and October at half activity, then full: 1 : 1 : 2 : 2 x 1.2 (December)
+    assert hire["09"] == pytest.approx(hire["10"], abs=0.01)
+    assert hire["11"] == pytest.approx(2 * hire["09"], rel=1e-3)
+    assert hire["12"] == pytest.approx(2.4 * hire["09"], rel=1e-3)
+    sold, annual = sold_and_annual_cents(folder, actuals)
+    assert int(round(result.quotas["annual"].sum() * 100)) == annual - sold
+
+
+def test_limit_syntax():
+    assert DisruptionLimit.parse("5%") == DisruptionLimit("units", 0.05)
+    assert DisruptionLimit.parse("value:2.5%") == DisruptionLimit("value", 0.025)
+    assert DisruptionLimit.parse("units:0.1") == DisruptionLimit("units", 0.1)
+    for bad in ("5", "sales:5%", "-1%", "five", "150%"):
+        with pytest.raises(InputError):
+            DisruptionLimit.parse(bad)
+
+
+def test_cli_writes_a_child_run(parent, tmp_path):
+    folder, actuals = parent
+    people = tmp_path / "people.yaml"
+    people.write_text("departures: [R2]\n")
+    models = tmp_path / "models"
+    out = CliRunner().invoke(main, ["reoptimize", str(folder), str(actuals), "--as-of",
+                                    "2027-06-30", "--people", str(people), "--max-moved", "40%",
+                                    "--tradeoff", "3", "--models-dir", str(models), "--json"])
+    assert out.exit_code == 0, out.output
+    record = json.loads(out.output)
+    child = Path(models) / record["scenario"] / record["run_id"]
+    assert record["parent_run"] == str(folder.resolve())
+    moves = pd.read_csv(child / "moves.csv")
+    assert list(moves.columns[:10]) == ["unit_id", "name", "from_territory", "from_rep",
+                                        "to_territory", "to_rep", "potential", "last_year_sales",
+                                        "ytd_sales", "forced"]
+    assert record["disruption"]["units_moved"] == len(moves)
+    assert (child / "tradeoff.png").stat().st_size > 0
+    assert len(pd.read_csv(child / "tradeoff.csv")) == 3
+    from allocator.runs import read_run
+
+    again = read_run(child)  # the child is a readable run folder
+    assert len(again.assignment) == 25
+
+
+def test_cli_errors(parent, tmp_path):
+    folder, actuals = parent
+    runner = CliRunner()
+    bad_limit = runner.invoke(main, ["reoptimize", str(folder), str(actuals), "--as-of",
+                                     "2027-06-30", "--max-moved", "lots"])
+    assert bad_limit.exit_code == 2 and "--max-moved" in bad_limit.output
+    people = tmp_path / "people.yaml"
+    people.write_text("departures: [R99]\n")
+    unknown = runner.invoke(main, ["reoptimize", str(folder), str(actuals), "--as-of",
+                                   "2027-06-30", "--people", str(people)])
+    assert unknown.exit_code == 2 and "R99" in unknown.output
+    wrong_date = runner.invoke(main, ["reoptimize", str(folder), str(actuals), "--as-of",
+                                      "2027-05-31"])
+    assert wrong_date.exit_code == 2 and "2027-06" in wrong_date.output
+    people.write_text("departures: [R2]\n")
+    too_small = runner.invoke(main, ["reoptimize", str(folder), str(actuals), "--as-of",
+                                     "2027-06-30", "--people", str(people), "--max-moved", "4%",
+                                     "--models-dir", str(tmp_path / "m")])
+    assert too_small.exit_code == 3 and "cap" in too_small.output
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").rglob("result.json"))

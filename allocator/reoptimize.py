@@ -993,8 +993,13 @@ def reoptimize(run_path: str | Path, actuals_path: str | Path, as_of: date, *,
             "actuals (e.g. its last day)", file=str(actuals_path), column="month")
     potential = None
     if recalibrated is not None:
-        potential = recalibrated_potential(recalibrated, scenario)
-        note(f"potential recalibrated from {recalibrated}")
+        response = _recalibrated_response(recalibrated)
+        if response is not None:  # the evaluation's response_recalibrated.yaml
+            scenario = scenario.with_settings(response=response)
+            note(f"sales response recalibrated from {recalibrated}: {response}")
+        else:
+            potential = recalibrated_potential(recalibrated, scenario)
+            note(f"potential recalibrated from {recalibrated}")
     mid = freeze(parent, scenario, people or PeopleChanges(), locks, potential)
     for line in mid.notes:
         note(line)
@@ -1033,6 +1038,8 @@ def reoptimize(run_path: str | Path, actuals_path: str | Path, as_of: date, *,
 
     plan = make_plan(mid.scenario, mid.problem, mid.staffing, assignment)
     assert_plan(plan)
+    if curve is not None:  # the curve in the plan's own objective: people cost is fixed
+        curve["objective"] += plan.objective() - search.contribution(assignment)
     _label_reps(plan, mid)
     if search.disruption_int(assignment) > search.cap_int:  # never written: a bug if reached
         raise SpecificationError("internal: the plan exceeds the disruption cap")
@@ -1201,6 +1208,23 @@ def disruption_summary(mid: MidYear, plan: Plan, search: Reoptimizer, moves: pd.
 def mid_parent_reps(mid: MidYear) -> dict[str, set[str]]:
     frame = pd.DataFrame({"t": mid.parent_territory, "r": mid.parent_rep})
     return {t: set(g["r"]) for t, g in frame.groupby("t")}
+
+
+def _recalibrated_response(path: str | Path) -> dict | None:
+    """The ``response`` section of an evaluation's ``response_recalibrated.yaml``, if it is one."""
+    from allocator import read
+
+    file = Path(path)
+    if file.suffix.lower() not in (".yaml", ".yml"):
+        return None
+    data = read.read_yaml(file)
+    section = data.get("response")
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise InputError("the response section must be a mapping", file=str(file),
+                         column="response", value=section)
+    return dict(section)
 
 
 def recalibrated_potential(path: str | Path, scenario: Scenario) -> np.ndarray:

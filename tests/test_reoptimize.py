@@ -221,3 +221,16 @@ def test_cli_errors(parent, tmp_path):
                                      "--models-dir", str(tmp_path / "m")])
     assert too_small.exit_code == 3 and "cap" in too_small.output
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").rglob("result.json"))
+
+
+def test_recalibrated_response_changes_sales_not_territories(parent, tmp_path):
+    folder, actuals = parent
+    recalibrated = tmp_path / "response_recalibrated.yaml"
+    recalibrated.write_text(yaml.safe_dump({"response": {"floor": 0.05, "ceiling": 0.45,
+                                                         "half": 0.5}}))
+    before = reoptimize(folder, actuals, AS_OF, time_limit=20)
+    after = reoptimize(folder, actuals, AS_OF, recalibrated=recalibrated, time_limit=20)
+    assert after.moves.empty  # balance does not depend on the response: nothing has to move
+    assert after.plan.kpis["expected_sales"] < before.plan.kpis["expected_sales"]
+    sold, annual = sold_and_annual_cents(folder, actuals)
+    assert int(round(after.quotas["annual"].sum() * 100)) == annual - sold

@@ -151,8 +151,10 @@ class DiameterSearch:
         """
         measures = self.problem.measures
         self.omega = measures.sum(axis=0) / self.staffing.headcount
-        best_key, best_assignment = self.key(), self.assignment.copy()
         violation = np.array([self._violation(t, self.load[t]) for t in range(self.T)])
+        # an unbalanced start is no plan: the search first brings it into balance
+        best_key = self.key() if violation.sum() <= 1e-12 else (math.inf, math.inf)
+        best_assignment = self.assignment.copy()
         rng = self.rng
         n = self.problem.n
 

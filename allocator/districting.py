@@ -66,15 +66,15 @@ def solve_districting(scenario: Scenario, spec, note, started: float):
     # travel first: a compact start; the diameter search gets the larger share when asked for
     travel_until = started + (0.1 if diameter else 1.0) * spec.time_limit
     staffing, assignment = _location_allocation(problem, staffing, spec, travel_until, rng, note)
-    if balance_violation(problem, staffing, assignment) > 1e-9:
-        raise NoSolutionError(
-            "no balanced, contiguous plan found within the time limit; raise solver.time_limit "
-            "or loosen the alignment.balance tolerances")
-    if diameter:
+    if diameter:  # its search also brings an unbalanced start into balance
         search = DiameterSearch(problem, staffing, assignment, unit_distances(scenario), rng)
         note(f"diameter search from {search.max_diameter():.3f}")
         staffing, assignment = search.run(deadline)
         note(f"diameter search: {search.max_diameter():.3f} after {search.iterations} moves")
+    if balance_violation(problem, staffing, assignment) > 1e-9:
+        raise NoSolutionError(
+            "no balanced, contiguous plan found within the time limit; raise solver.time_limit "
+            "or loosen the alignment.balance tolerances")
     plan = make_plan(scenario, AlignmentProblem.from_scenario(scenario), staffing, assignment)
     assert_plan(plan)
     runtime = time.perf_counter() - started
@@ -121,37 +121,46 @@ def _check_specification(scenario: Scenario, problem: AlignmentProblem, n_reps: 
 
 def _location_allocation(problem: AlignmentProblem, staffing: Staffing, spec, until: float,
                          rng: np.random.Generator, note) -> tuple[Staffing, np.ndarray]:
-    """Alternate alignment (LP, repair, LNS) and location (centres to weighted medians)."""
+    """Alternate allocation and location (Hess), then improve the best plan by LNS.
+
+    Allocation: the balanced LP with the current centres, rounded and repaired, against the
+    previous assignment improved by local search; the better one stays. Location: every
+    hires-only territory's centre moves to its weighted median site. Rounds go on while a
+    centre moves and travel falls, within four fifths of the time; the rest of the
+    time re-solves neighbourhoods exactly (LNS).
+    """
     s = problem.scenario.settings
+    started = time.perf_counter()
     assignment, search = align(problem, staffing, s.alignment.candidates, s.alignment.contiguity)
     if search.violation() > 1e-9:
         staffing, assignment = move_hire_repair(problem, staffing, assignment)
     best = (balance_violation(problem, staffing, assignment), _travel(problem, staffing, assignment))
-    note(f"alignment: violation {best[0]:.3g}, travel {best[1]:,.2f}")
     best_state = (staffing, assignment)
-    for round_ in range(50):
-        now = time.perf_counter()
-        if now > until - 0.5:
+    note(f"alignment: violation {best[0]:.3g}, travel {best[1]:,.2f}")
+    for round_ in range(100):
+        moved = relocate_centres(problem, best_state[0], best_state[1])
+        if moved is None or time.perf_counter() > started + 0.8 * (until - started):
             break
-        # each round re-solves neighbourhoods for a share of the time left
-        stop = min(until, now + max(1.0, 0.4 * (until - now)))
-        assignment, _ = lns(problem, staffing, assignment, spec, stop, rng)
-        moved = relocate_centres(problem, staffing, assignment)
-        key = (balance_violation(problem, staffing, assignment),
-               _travel(problem, staffing, assignment))
-        if key < best:
-            best, best_state = key, (staffing, assignment)
-        note(f"location round {round_ + 1}: violation {key[0]:.3g}, travel {key[1]:,.2f}")
-        if moved is None:
-            break
-        staffing = moved
-        search = LocalSearch(problem, staffing, assignment, s.alignment.contiguity)
+        search = LocalSearch(problem, moved, best_state[1], s.alignment.contiguity)
         search.run()
-        assignment = search.assignment
-        key = (search.violation(), search.travel())
-        if key < best:
-            best, best_state = key, (staffing, assignment)
-    return best_state
+        options = [((search.violation(), search.travel()), (moved, search.assignment))]
+        fresh, fresh_search = align(problem, moved, s.alignment.candidates,
+                                    s.alignment.contiguity)
+        options.append(((fresh_search.violation(), fresh_search.travel()), (moved, fresh)))
+        key, state = min(options, key=lambda option: option[0])
+        note(f"location round {round_ + 1}: violation {key[0]:.3g}, travel {key[1]:,.2f}")
+        if not key < (best[0], best[1] * (1 - 1e-6)):
+            break
+        best, best_state = key, state
+    staffing, assignment = best_state
+    # a neighbourhood holds a territory and at least one adjacent one
+    size = int(2.5 * problem.n / len(staffing.sites)) + 1
+    assignment, stats = lns(problem, staffing, assignment, spec, until, rng,
+                            max_units=max(160, size))
+    key = (balance_violation(problem, staffing, assignment), _travel(problem, staffing, assignment))
+    note(f"LNS: {stats['resolves']} re-solves, {stats['improved']} improved; violation "
+         f"{key[0]:.3g}, travel {key[1]:,.2f}")
+    return (staffing, assignment) if key <= best else best_state
 
 
 def relocate_centres(problem: AlignmentProblem, staffing: Staffing,

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from allocator.exceptions import AllocatorError
 from allocator.scenario import load_scenario
 from allocator.solve import solve
 
@@ -134,13 +135,20 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             path = write_scenario(graph, Path(tmp), args.time_limit, args.seed, args.solver)
             started = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                result = solve(load_scenario(path))
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    result = solve(load_scenario(path))
+            except AllocatorError as err:  # recorded, and the other instances go on
+                result = None
+                problems = [str(err)]
             elapsed = time.perf_counter() - started
-        units = result.plan.units
-        feasible, diameter, problems = recheck(
-            graph, dict(zip(units["unit_id"].astype(str), units["territory_id"])))
+        if result is not None:
+            units = result.plan.units
+            feasible, diameter, problems = recheck(
+                graph, dict(zip(units["unit_id"].astype(str), units["territory_id"])))
+        else:
+            feasible, diameter = False, float("nan")
         ref = reference.loc[file.stem] if file.stem in reference.index else pd.Series(dtype=float)
         row = dict(instance=file.stem, feasible=feasible, objective=round(diameter, 3),
                    lns60=ref.get("lns60"), lns600=ref.get("lns600"), vns=ref.get("vns"),

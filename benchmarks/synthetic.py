@@ -10,18 +10,21 @@ import pandas as pd
 import yaml
 
 
-def lattice(side: int, seed: int = 0, jitter: float = 0.0, sigma: float = 0.5
-            ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Units (``unit_id, x, y, workload``) on a ``side x side`` lattice and its rook edges."""
+def lattice(side: int, seed: int = 0, jitter: float = 0.0, sigma: float = 0.5,
+            width: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Units (``unit_id, x, y, workload``) on a ``side x width`` lattice (square by default),
+    each point moved by up to ``jitter / 2`` in each direction, and its rook edges."""
     rng = np.random.default_rng(seed)
-    rows, cols = np.divmod(np.arange(side * side), side)
+    width = width or side
+    n = side * width
+    rows, cols = np.divmod(np.arange(n), width)
     units = pd.DataFrame({
-        "unit_id": np.arange(side * side),
-        "x": cols + jitter * rng.uniform(-0.5, 0.5, side * side),
-        "y": rows + jitter * rng.uniform(-0.5, 0.5, side * side),
-        "workload": np.round(10.0 * rng.lognormal(0.0, sigma, side * side), 3),
+        "unit_id": np.arange(n),
+        "x": cols + jitter * rng.uniform(-0.5, 0.5, n),
+        "y": rows + jitter * rng.uniform(-0.5, 0.5, n),
+        "workload": np.round(10.0 * rng.lognormal(0.0, sigma, n), 3),
     })
-    index = np.arange(side * side).reshape(side, side)
+    index = np.arange(n).reshape(side, width)
     edges = np.vstack([np.column_stack([index[:, :-1].ravel(), index[:, 1:].ravel()]),
                        np.column_stack([index[:-1, :].ravel(), index[1:, :].ravel()])])
     return units, pd.DataFrame(edges, columns=["a", "b"])
@@ -54,3 +57,33 @@ def write_districting(folder: Path, units: pd.DataFrame, edges: pd.DataFrame, te
     path = folder / "scenario.yaml"
     path.write_text(yaml.safe_dump(settings, sort_keys=False))
     return path
+
+
+def territory_metrics(units: pd.DataFrame, edges: pd.DataFrame, labels: np.ndarray
+                      ) -> dict[str, float]:
+    """Balance, contiguity and compactness of a partition, the same way for every method.
+
+    Compactness: sum over territories of ``min_c sum_i w_i d(i, c)``, the workload-weighted
+    distance to the territory's best central unit (straight-line).
+    """
+    import networkx as nx
+
+    labels = np.asarray(labels)
+    w = units["workload"].to_numpy(float)
+    xy = units[["x", "y"]].to_numpy(float)
+    parts = np.unique(labels)
+    mean = w.sum() / len(parts)
+    index = np.array([w[labels == p].sum() / mean for p in parts])
+    graph = nx.Graph()
+    graph.add_nodes_from(range(len(units)))
+    graph.add_edges_from(edges[["a", "b"]].to_numpy().tolist())
+    contiguous = sum(nx.is_connected(graph.subgraph(np.flatnonzero(labels == p).tolist()))
+                     for p in parts)
+    compactness = 0.0
+    for p in parts:
+        members = np.flatnonzero(labels == p)
+        d = np.sqrt(((xy[members, None, :] - xy[None, members, :]) ** 2).sum(-1))
+        compactness += float((w[members][None, :] * d).sum(axis=1).min())
+    return {"territories": len(parts), "balance_min": float(index.min()),
+            "balance_max": float(index.max()), "contiguous": int(contiguous),
+            "compactness": compactness}

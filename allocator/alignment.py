@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import highspy
 import numpy as np
+import pandas as pd
 from scipy.spatial import cKDTree
 
 from allocator.geometry import neighbours
@@ -378,8 +379,8 @@ def place_hires(problem: AlignmentProblem, kept: list[int], hires: int, rng: np.
     weight = np.maximum(problem.measures[:, 0], 1e-9)
     homes = scenario.reps["home"].to_numpy()
     fixed_sites = homes[kept] if kept else np.array([], dtype=np.int64)
-    hire_sites = scenario.sites.loc[scenario.sites["max_hires"] > 0, "unit"].to_numpy()
-    hire_room = scenario.sites.set_index("unit")["max_hires"].to_dict()
+    hire_room = hire_places(problem, fixed_sites)
+    hire_sites = np.array([u for u, r in hire_room.items() if r > 0], dtype=np.int64)
     if hires > sum(hire_room.get(int(s), 0) for s in hire_sites):
         raise ValueError("more hires than hire places")
 
@@ -428,6 +429,16 @@ def place_hires(problem: AlignmentProblem, kept: list[int], hires: int, rng: np.
             break
         hire_at = new_at
     return staffing_from(fixed_sites, kept, hire_at)
+
+
+def hire_places(problem: AlignmentProblem, rep_homes: np.ndarray) -> dict[int, int]:
+    """Hires each site can take: its ``max_hires``, and no more than a territory of
+    ``alignment.max_reps_per_territory`` reps leaves beside the kept reps based there."""
+    team = problem.scenario.settings.alignment.max_reps_per_territory
+    based = pd.Series(np.asarray(rep_homes, dtype=np.int64)).value_counts().to_dict()
+    sites = problem.scenario.sites
+    return {int(u): int(max(0, min(r, team - based.get(int(u), 0))))
+            for u, r in zip(sites["unit"], sites["max_hires"], strict=True)}
 
 
 def staffing_from(rep_homes: np.ndarray, kept: list[int], hire_sites: np.ndarray) -> Staffing:
@@ -481,15 +492,17 @@ def staffing_from_lp(problem: AlignmentProblem, headcount: int, keep_value: np.n
     """
     scenario = problem.scenario
     homes = scenario.reps["home"].to_numpy()
-    room = scenario.sites["max_hires"].to_numpy()
     site_units = scenario.sites["unit"].to_numpy()
     locked = set(int(r) for r in problem.lock_unit[problem.lock_unit >= 0])
     spec = scenario.settings.reps
     must = len(homes) if spec is not None and spec.lock == "keep" else len(locked)
-    k = int(np.clip(round(float(keep_value.sum())), max(must, headcount - int(room.sum())),
+    total_room = int(scenario.sites["max_hires"].sum())
+    k = int(np.clip(round(float(keep_value.sum())), max(must, headcount - total_room),
                     min(len(homes), headcount)))
     order = sorted(range(len(homes)), key=lambda r: (r not in locked, -keep_value[r], r))
     kept = sorted(order[:k])
+    places = hire_places(problem, homes[kept])
+    room = np.array([places[int(u)] for u in site_units], dtype=np.int64)
     hires = headcount - k
     value = np.minimum(np.maximum(hire_value, 0.0), room)
     count = np.minimum(np.floor(value + 1e-9).astype(np.int64), room)
@@ -523,9 +536,11 @@ def ensure_site_capacity(problem: AlignmentProblem, staffing: Staffing) -> Staff
     staffed by several reps, never clipped."""
     need = site_needs(problem, staffing.headcount)[staffing.sites]
     room = problem.scenario.sites.set_index("unit")["max_hires"].to_dict()
+    team = problem.scenario.settings.alignment.max_reps_per_territory
     new = staffing.copy()
     for t in np.argsort(-(need - new.n_reps), kind="stable"):
-        while new.n_reps[t] < need[t] and new.hires[t] < room.get(int(new.sites[t]), 0):
+        while (new.n_reps[t] < need[t] and new.n_reps[t] < team
+               and new.hires[t] < room.get(int(new.sites[t]), 0)):
             spare = new.n_reps - need
             donors = np.flatnonzero((new.hires > 0) & (spare > 0))
             if len(donors):

@@ -196,7 +196,8 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
         lower = np.zeros(ncols)
         upper = np.ones(ncols)
         lower[kcol] = keep_lo
-        upper[hcol] = scenario.sites["max_hires"].to_numpy(float)
+        upper[hcol] = np.minimum(scenario.sites["max_hires"].to_numpy(float),
+                                 s.alignment.max_reps_per_territory)
         upper[sigma] = INF
         upper[tcol] = INF
         if not maximise:

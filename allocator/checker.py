@@ -58,6 +58,11 @@ def check_plan(plan: Plan) -> list[str]:
     for site, count in hires.items():
         if count > room.get(site, 0):
             problems.append(f"{count} hires at {site}, which has room for {room.get(site, 0)}")
+    team = s.alignment.max_reps_per_territory
+    crowded = territories.index[territories["n_reps"] > team]
+    if len(crowded):
+        problems.append(f"territory {crowded[0]} has {territories.loc[crowded[0], 'n_reps']} reps;"
+                        f" alignment.max_reps_per_territory is {team}")
     n_reps = reps.groupby("territory_id").size().reindex(territories.index).fillna(0)
     if (n_reps != territories["n_reps"]).any() or (n_reps < 1).any():
         problems.append("territory rep counts disagree with the rep table or a territory has no rep")

@@ -128,6 +128,7 @@ def merge_repair(problem: AlignmentProblem, staffing: Staffing,
     room = problem.scenario.sites.set_index("unit")["max_hires"].to_dict()
     omega = problem.measures.sum(axis=0) / staffing.headcount
     tol = problem.tolerance
+    team = problem.scenario.settings.alignment.max_reps_per_territory
     staffing = staffing.copy()
     assignment = assignment.copy()
     while True:
@@ -149,6 +150,8 @@ def merge_repair(problem: AlignmentProblem, staffing: Staffing,
                                 int(staffing.sites[keep]), 0):
                         continue
                     n = n_reps[keep] + n_reps[gone]
+                    if n > team:
+                        continue
                     union = load[keep] + load[gone]
                     before = (_excess(load[keep], lower[keep], upper[keep])
                               + _excess(load[gone], lower[gone], upper[gone]))
@@ -189,6 +192,7 @@ def move_hire_repair(problem: AlignmentProblem, staffing: Staffing, assignment: 
     room = problem.scenario.sites.set_index("unit")["max_hires"].to_dict()
     spec = problem.scenario.settings.reps
     may_release = release and (spec is None or spec.lock == "free")
+    team = problem.scenario.settings.alignment.max_reps_per_territory
     locked = set(int(r) for r in problem.lock_unit[problem.lock_unit >= 0])
     current = LocalSearch(problem, staffing, assignment)
     current.run()
@@ -198,7 +202,7 @@ def move_hire_repair(problem: AlignmentProblem, staffing: Staffing, assignment: 
         improved = False
         st = current.staffing
         excess = current.load - current.upper
-        has_room = st.hires < np.array([room.get(int(u), 0) for u in st.sites])
+        has_room = (st.hires < np.array([room.get(int(u), 0) for u in st.sites])) & (st.n_reps < team)
         over = np.flatnonzero((excess > 1e-9).any(axis=1) & has_room)
         if not len(over):  # no over-loaded base with room: the fullest bases that have room
             fill = (current.load / current.upper).max(axis=1)
@@ -225,6 +229,8 @@ def move_hire_repair(problem: AlignmentProblem, staffing: Staffing, assignment: 
         for to, gone in pairs:
             if attempts >= tries:
                 break
+            if st.n_reps[to] >= team:
+                continue  # a territory holds at most alignment.max_reps_per_territory reps
             if 0 < st.n_reps[gone] - 1 < need[gone]:
                 continue  # its own site unit would no longer fit its reps
             attempts += 1

@@ -150,13 +150,22 @@ def load_scenario(path: str | Path) -> Scenario:
         return frame, str(file)
 
     units, coordinates, geometry = _read_units(settings, table, folder, digest)
+    if geometry is not None:
+        from allocator.validate import check_geometry_crs
+
+        # before the adjacency projects it: mislabelled metres would crash or mislead there
+        spec = settings.units
+        check_geometry_crs(geometry, coordinates.points, settings, units["unit_id"].to_numpy(),
+                           str(folder / spec.table),
+                           str(folder / spec.geometry.file) if spec.geometry else str(path),
+                           str(path))
     edges, islands, lengths = _read_adjacency(settings, units, coordinates, geometry, table,
                                               str(path))
     index = {uid: pos for pos, uid in enumerate(units["unit_id"])}
     reps = _read_reps(settings, table, index)
     sites = _read_sites(settings, table, index, reps)
-    _check_locks(units, reps, settings.units.table)
-    return Scenario(
+    _check_locks(units, reps, str(folder / settings.units.table), settings.units.lock)
+    scenario = Scenario(
         settings=settings,
         units=units,
         coordinates=coordinates,
@@ -169,6 +178,10 @@ def load_scenario(path: str | Path) -> Scenario:
         source=str(path),
         sha256=digest.hexdigest(),
     )
+    from allocator.validate import check_locks_contiguous
+
+    check_locks_contiguous(scenario)
+    return scenario
 
 
 def _read_units(settings: Settings, table, folder: Path, digest) -> tuple:
@@ -336,12 +349,21 @@ def _read_reps(settings: Settings, table, index: dict[str, int]) -> pd.DataFrame
                            file, "home unit")
     return pd.DataFrame({
         "rep_id": ids.to_numpy(),
-        "name": frame[spec.name].astype(str).to_numpy() if spec.name in frame else ids.to_numpy(),
+        "name": _rep_names(frame, spec, ids, file),
         "home": homes,
         "annual_cost": read.number_column(frame, spec.annual_cost, file),
         "capacity_hours": read.number_column(frame, spec.capacity_hours, file, strict=True),
         "productivity": read.number_column(frame, spec.productivity, file, strict=True),
     })
+
+
+def _rep_names(frame: pd.DataFrame, spec, ids: pd.Series, file: str) -> np.ndarray:
+    """The names column; without one, the ids stand in, unless the file named a column."""
+    if spec.name and spec.name in frame:
+        return frame[spec.name].astype(str).to_numpy()
+    if spec.name and "name" in spec.model_fields_set:
+        read.require_columns(frame, [spec.name], file)
+    return ids.to_numpy()
 
 
 def _read_sites(settings: Settings, table, index: dict[str, int], reps: pd.DataFrame):
@@ -350,9 +372,9 @@ def _read_sites(settings: Settings, table, index: dict[str, int], reps: pd.DataF
     if spec is not None:
         frame, file = table(spec.table, spec.sheet)
         read.require_columns(frame, [spec.unit, spec.max_hires], file)
-        units = read.known_ids(read.text_column(frame, spec.unit, file), index, spec.unit, file,
-                               "unit")
-        read.unique_ids(pd.Series(units), spec.unit, file)
+        named = read.text_column(frame, spec.unit, file)
+        read.unique_ids(named, spec.unit, file)  # on the ids as written, so errors name them
+        units = read.known_ids(named, index, spec.unit, file, "unit")
         hires = read.number_column(frame, spec.max_hires, file, integer=True).astype(np.int64)
         max_hires = max_hires.add(pd.Series(hires, index=units), fill_value=0).astype(np.int64)
     if max_hires.empty:
@@ -362,10 +384,10 @@ def _read_sites(settings: Settings, table, index: dict[str, int], reps: pd.DataF
                          "max_hires": max_hires.to_numpy()})
 
 
-def _check_locks(units: pd.DataFrame, reps: pd.DataFrame, file: str) -> None:
+def _check_locks(units: pd.DataFrame, reps: pd.DataFrame, file: str, column: str | None) -> None:
     locked = units["lock"].to_numpy()
     known = set(reps["rep_id"])
     for row, rep in enumerate(locked):
         if rep and rep not in known:
-            raise InputError("lock names an unknown rep", file=file, row=row + 2, column="lock",
-                             value=rep)
+            raise InputError("lock names an unknown rep", file=file, row=row + 2,
+                             column=column or "lock", value=rep)

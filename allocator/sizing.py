@@ -129,7 +129,9 @@ def size_bounds(scenario: Scenario, curve: ResponseCurve | None = None) -> list[
     must_keep = _must_keep(scenario)
     hours_desc = np.concatenate([[0.0], np.cumsum(np.sort(econ.rep_hours)[::-1])])
     cost_asc = np.concatenate([[0.0], np.cumsum(np.sort(econ.rep_cost))])
-    max_hires = int(scenario.sites["max_hires"].sum())
+    # no site takes more hires than a territory holds reps
+    max_hires = int(np.minimum(scenario.sites["max_hires"],
+                               s.alignment.max_reps_per_territory).sum())
     target = scenario.target_sales()
     out = []
     for n in range(s.strategy.headcount.min, s.strategy.headcount.max + 1):
@@ -155,7 +157,7 @@ def size_bounds(scenario: Scenario, curve: ResponseCurve | None = None) -> list[
             if best is None or value > best.value_bound:
                 best = SizeBound(n, k, hires, hours, sales, cost, value, True)
         if best is None:
-            if cheapest > s.strategy.budget:
+            if math.isfinite(cheapest) and cheapest > s.strategy.budget:
                 reason = (f"people cost at least {cheapest:,.0f} > budget "
                           f"{s.strategy.budget:,.0f}")
             elif not reason:

@@ -34,6 +34,7 @@ from allocator.improve import lns, merge_repair, move_hire_repair
 from allocator.solvers import solve_mip
 from allocator.bounds import headcount_lp_bound
 from allocator.checker import assert_plan
+from allocator.diagnose import check_specification, diagnose_specification
 from allocator.exceptions import InfeasibleError, NoSolutionError
 from allocator.plan import Plan, make_plan
 from allocator.scenario import Scenario
@@ -81,6 +82,8 @@ def solve(scenario: Scenario, *, solver: str | None = None, time_limit: float | 
         log.append(message)
         say(message)
 
+    # requirements that no plan can meet are diagnosed before any solving
+    check_specification(scenario)
     if scenario.settings.strategy.objective == "balance":
         from allocator.districting import solve_districting
 
@@ -159,7 +162,15 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
         staffings.append(staffing_from_lp(problem, n, lp.keep, lp.hire))
     kept = choose_reps(problem, bound.kept, curve.marginal(bound.hours), s.strategy.margin,
                        econ.rep_hours, econ.rep_cost, econ.release_cost)
-    staffings.append(place_hires(problem, kept, bound.hires, rng))
+    try:
+        staffings.append(place_hires(problem, kept, bound.hires, rng))
+    except ValueError:  # the team limit leaves fewer hire places beside these kept reps
+        pass
+    # a staffing rounded short of places (team limits) is not one of this head count
+    staffings = [st for st in staffings if st.headcount == n]
+    if not staffings:
+        note(f"N={n}: no staffing fits the hire places and team limits")
+        return None, info
     plan = None
     for attempt, staffing in enumerate(staffings):
         staffing = ensure_site_capacity(problem, staffing)
@@ -299,6 +310,9 @@ def binding_constraint(scenario: Scenario, plan: Plan, bounds) -> str:
 
 def diagnose_sizing(scenario: Scenario, bounds) -> list[str]:
     """Why no head count works, in the scenario's own terms."""
+    proven = diagnose_specification(scenario)
+    if proven:
+        return proven
     s = scenario.settings
     econ = economics(scenario)
     lines = []

@@ -128,9 +128,6 @@ def test_cli_exits_3_before_any_solving(poor_cli):
     assert not models.exists() or not any(models.rglob("result.json"))
 
 
-@pytest.mark.xfail(strict=True, reason="solve.diagnose_sizing does not yet call "
-                   "allocator.diagnose: it prints 4,000,000 and counts reps at the cheapest "
-                   "salary without the release cost of the reps let go")
 def test_cli_prints_the_diagnosis(poor_cli, poor_default):
     _, result = poor_cli
     for line in diagnose_specification(poor_default):

@@ -24,9 +24,10 @@ import shutil
 import types
 import typing
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import annotated_types
 import geopandas as gpd
@@ -34,15 +35,19 @@ import pytest
 import shapely
 import yaml
 from click.testing import CliRunner
+from conftest import write_scenario
 from pydantic import BaseModel
 
 from allocator.cli import main
 from allocator.diagnose import check_specification
-from allocator.exceptions import AllocatorError, InfeasibleError, InputError, IslandWarning
+from allocator.exceptions import (
+    InfeasibleError,
+    InputError,
+    IslandWarning,
+)
 from allocator.scenario import load_scenario
 from allocator.settings import Settings
 from allocator.validate import validate_scenario
-from conftest import write_scenario
 
 SEED = 20270106
 YAML_NAME = "tiny.yaml"
@@ -141,7 +146,6 @@ class Case:
     # "validate" or "solve" (failing before any solving) through the CLI; "checks" and
     # "diagnose": loading, then allocator.validate or allocator.diagnose
     command: str = "validate"
-    gap: str | None = None  # a known gap in a module this file does not own: strict xfail
     marks: list = field(default_factory=list)
 
 
@@ -237,9 +241,7 @@ for file, n_rows, column, kinds in ID_BREAKS:
 for row in (2, 3):
     add(Case(f"id-hire_sites.csv-unit_id-duplicate-row{row}", "edges",
              cell_break("hire_sites.csv", row, "unit_id", "U6" if row == 2 else "U3"),
-             ("hire_sites.csv", "duplicate", "'unit_id'", "'U6'" if row == 2 else "'U3'"),
-             gap="scenario._read_sites checks duplicates after mapping ids to positions, so the "
-                 "message shows a position (value 1) instead of the unit id"))
+             ("hire_sites.csv", "duplicate", "'unit_id'", "'U6'" if row == 2 else "'U3'")))
 
 # locks naming unknown reps
 for row in range(2, 8):
@@ -441,10 +443,7 @@ add(Case("crs-degrees-labelled-metres", "geometry",
          ("units.csv", "row 2", "'lon'", "different coordinate systems"), command="checks"))
 add(Case("crs-metres-labelled-degrees", "geometry",
          edit_geometry(lambda f: f.to_crs("EPSG:3857").set_crs("EPSG:4326", allow_override=True)),
-         ("units.gpkg", "'geometry'", "'U1'", "not degrees"),
-         gap="scenario._read_adjacency projects the geometry (estimate_utm_crs) before any check "
-             "of its CRS: a RuntimeError traceback; allocator.validate.check_crs catches it when "
-             "called at the end of _read_geometry"))
+         ("units.gpkg", "'geometry'", "'U1'", "not degrees")))
 add(Case("crs-metres-without-crs", "geometry",
          edit_geometry(lambda f: f.to_crs("EPSG:3857").set_crs(None, allow_override=True)),
          ("units.gpkg", "'geometry'", "'U1'", "no CRS"), command="checks"))
@@ -628,14 +627,11 @@ def settings_case(case_id: str, path: tuple, value: Any, needles: tuple[str, ...
     set_path(data, path, value)
     if path == ("strategy", "target_sales"):  # one target at a time: drop the growth target
         del data["strategy"]["target_growth"]
-    gap = None
-    if nonfinite and settings_accept(data):
-        gap = ("settings accept NaN and infinite numbers where no bound excludes them "
-               "(the settings sections need allow_inf_nan=False)")
+    assert not (nonfinite and settings_accept(data)), f"{case_id}: a non-finite setting passes"
     add(Case(case_id, "edges",
              lambda p, data=data: p.write_text(yaml.safe_dump(data, sort_keys=False),
                                                encoding="utf-8"),
-             needles, gap=gap))
+             needles))
 
 
 for path, info, kind in leaves(Settings, BASE_SETTINGS, ()):
@@ -695,8 +691,7 @@ for path, file in COLUMN_SETTINGS.items():
              (file, "no_such_column", "missing column")))
 add(Case("setting-column-absent-reps.name", "edges",
          lambda p: edit_settings(p, lambda d: set_path(d, ("reps", "name"), "no_such_column")),
-         ("reps.csv", "no_such_column", "missing column"),
-         gap="scenario._read_reps falls back to the rep ids when the named name column is absent"))
+         ("reps.csv", "no_such_column", "missing column")))
 for path in [("units", "table"), ("reps", "table"), ("hiring", "sites", "table"),
              ("adjacency", "edges")]:
     add(Case(f"setting-file-absent-{'.'.join(path)}", "edges",
@@ -766,10 +761,7 @@ for minimum in (5, 6, 9):
     needles = ("at most 4 reps can be staffed (2 existing reps and 2 hire places)",
                f"the minimum head count is {minimum}")
     add(Case(f"spec-headcount-{minimum}", "edges", more_reps, needles, exit_code=3,
-             command="solve",
-             gap="sizing.size_bounds gives a head count with no staffing the reason 'people cost "
-                 "at least inf > budget', so solve.diagnose_sizing blames the budget; "
-                 "allocator.diagnose names the missing people"))
+             command="solve"))
     add(Case(f"spec-headcount-{minimum}-diagnosis", "edges", more_reps, needles, exit_code=3,
              command="diagnose"))
 
@@ -825,10 +817,7 @@ def message_of(case: Case, path: Path) -> str:
     return result.output
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.gap,
-                                                      raises=(AssertionError, AllocatorError))]
-                 if c.gap else []) for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_malformed(case: Case, bases, tmp_path):
     folder = tmp_path / "scenario"
     shutil.copytree(bases[case.base], folder)

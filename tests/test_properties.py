@@ -80,9 +80,6 @@ def test_every_plan_passes_the_checker(spec):
     assert result.plan.territories["n_reps"].max() <= team
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="the staffing heuristics (place_hires, staffing_from_lp, "
-                   "merge_repair) put a hire at an existing rep's home regardless of "
-                   "alignment.max_reps_per_territory, and checker.check_plan does not check it")
 def test_one_rep_territories_are_one_rep(tmp_path):
     """Found by the property above with territories of one rep: a hire joins R1 at U1."""
     scenario = load_scenario(write_scenario(

@@ -77,8 +77,7 @@ class SettingPath:
         """Set the value in a ``Settings.model_dump()`` dictionary, in place."""
         node: Any = settings
         for depth, part in enumerate(self.parts[:-1]):
-            key = self.parts[depth]
-            child = _step(node, key, self.text, file)
+            child = _step(node, part, self.text, file)
             if child is None:
                 raise InputError(f"setting '{self.text}': the scenario has no "
                                  f"'{_join(self.parts[:depth + 1])}' section to change",
@@ -444,16 +443,16 @@ def execute(jobs: Sequence[BatchJob], *, jobs_in_parallel: int | None = None,
     done_before = completed_runs(jobs[0].models_dir) if resume and jobs else {}
     # plan every job here: a scenario that does not load or validate fails now, alone, and the
     # hash tells which jobs a resumed batch has already done
-    bases: dict[str, Any] = {}
+    loaded: tuple[str, Any] = ("", None)  # jobs come grouped by file: hold one file at a time
     to_run: deque[tuple[int, BatchJob]] = deque()
     for position, job in enumerate(jobs):
         try:
-            if job.scenario_file not in bases:
+            if loaded[0] != job.scenario_file:
                 try:
-                    bases[job.scenario_file] = load_scenario(job.scenario_file)
+                    loaded = (job.scenario_file, load_scenario(job.scenario_file))
                 except AllocatorError as err:
-                    bases[job.scenario_file] = err
-            base = bases[job.scenario_file]
+                    loaded = (job.scenario_file, err)
+            base = loaded[1]
             if isinstance(base, AllocatorError):
                 raise base
             sha = build_variant(job, base).sha256

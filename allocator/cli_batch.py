@@ -8,6 +8,7 @@ failed (the summary names them) or an engine error, 2 bad input (a sweep key, a 
 from __future__ import annotations
 
 import json
+import logging
 
 import click
 
@@ -50,6 +51,9 @@ def _common_options(func):
 
 
 def _solver_options(options: dict) -> dict:
+    if options.get("scheduler") or options.get("dask_local"):
+        # Dask logs every worker connection at INFO; the progress bar says what matters
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     return {key: options.pop(key) for key in ("solver", "time_limit", "gap", "seed", "threads")}
 
 

@@ -228,7 +228,7 @@ def draw(curve: SizingCurve):
                        .stack(), pd.Series([curve.budget or 0.0])])
     scale, unit = (1e6, "millions") if np.nanmax(np.abs(money.to_numpy(float))) >= 1e6 else \
         (1e3, "thousands")
-    fig, ax = plt.subplots(figsize=(9, 5.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(11, 5.2), dpi=110)
     x = planned["headcount"]
     ax.plot(x, planned["expected_sales"] / scale, "o-", color="#1f77b4", label="expected sales")
     ax.plot(x, planned["cost"] / scale, "s-", color="#d62728", label="cost")
@@ -258,7 +258,7 @@ def draw(curve: SizingCurve):
     ax.set_ylabel(f"per plan year, {unit}")
     ax.set_title(f"Sales-force sizing: {curve.scenario}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     return fig
 

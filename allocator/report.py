@@ -93,10 +93,12 @@ def html_table(frame: pd.DataFrame, formats: dict[str, Callable[[Any], str]] | N
     formats = formats or {}
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     rows = []
-    for _, row in frame.iterrows():
+    # values are taken column by column: a row of mixed columns would turn integers into floats
+    columns = [frame[c].to_numpy(dtype=object) for c in frame.columns]
+    for k, (_, row) in enumerate(frame.iterrows()):
         cells = []
-        for column in frame.columns:
-            value = row[column]
+        for column, values in zip(frame.columns, columns, strict=True):
+            value = values[k]
             if column in formats:
                 text = formats[column](value)
             elif isinstance(value, (float, np.floating)):
@@ -129,6 +131,126 @@ def figure_div(figure: go.Figure, div_id: str, height: int = 520) -> str:
     figure.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10))
     return figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
                           config={"displaylogo": False, "responsive": True})
+
+
+# --- a re-optimised run against its parent ----------------------------------------------------
+
+# Colours of the before/after map: the parent's borders and the moved units must stand out
+# from the territory palette and from the current (solid, dark) borders.
+PARENT_BORDER = "#6a3d9a"
+MOVED = "#e6007e"
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a re-optimised run changed against its parent, read from the two run folders.
+
+    ``moves`` is the run's ``moves.csv`` (one row per unit that changed owner), ``quota_reset``
+    its ``quota_reset.csv`` (the remaining-month quotas by rep), ``tradeoff`` its
+    ``tradeoff.csv`` when a trade-off sweep ran.
+    """
+
+    parent: RunRecord
+    moves: pd.DataFrame
+    quota_reset: pd.DataFrame
+    tradeoff: pd.DataFrame | None
+    disruption: dict[str, Any]
+    quotas: dict[str, Any]
+    people: dict[str, Any]
+
+
+MOVE_COLUMNS = ["unit_id", "from_territory", "from_rep", "to_territory", "to_rep",
+                "last_year_sales", "forced"]
+QUOTA_RESET_COLUMNS = ["rep_id", "territory_id", "quota_remaining", "expected_sales_remaining"]
+TRADEOFF_COLUMNS = ["point", "cap", "units_moved", "value_moved", "objective"]
+
+
+def read_changes(run: RunRecord) -> Changes | None:
+    """The changes of a re-optimised run (``"kind": "reoptimized"``), or None for a plain run.
+
+    The parent is the folder named by ``parent_run``; where the run folders were moved
+    together, the sibling folder of the recorded ``parent_run_id`` is used instead.
+    """
+    result = run.result
+    if result.get("kind") != "reoptimized":
+        return None
+    where = str(run.path / "result.json")
+    recorded = result.get("parent_run")
+    if not recorded:
+        raise InputError("a re-optimised run must name its parent run", file=where,
+                         column="parent_run")
+    parent_path = Path(str(recorded))
+    if not parent_path.is_dir():
+        sibling = run.path.parent / str(result.get("parent_run_id", ""))
+        if not (result.get("parent_run_id") and sibling.is_dir()):
+            raise InputError("the parent run folder was not found (nor a sibling folder of its "
+                             "run id)", file=where, column="parent_run", value=recorded)
+        parent_path = sibling
+    parent = read_run(parent_path)
+    ours = run.assignment["unit_id"].astype(str).tolist()
+    if parent.assignment["unit_id"].astype(str).tolist() != ours:
+        raise InputError("the parent run's units differ from this run's units",
+                         file=str(parent.path / "assignment.csv"), column="unit_id")
+    moves = _read_change_table(run, "moves.csv", MOVE_COLUMNS)
+    moves["forced"] = moves["forced"].astype(str).str.lower().isin(["true", "1"])
+    unknown = sorted(set(moves["unit_id"]) - set(ours))
+    if unknown:
+        raise InputError("not a unit of the run", file=str(run.path / "moves.csv"),
+                         column="unit_id", value=unknown[0])
+    quota_reset = _read_change_table(run, "quota_reset.csv", QUOTA_RESET_COLUMNS)
+    tradeoff = None
+    if (run.path / "tradeoff.csv").is_file():
+        tradeoff = _read_change_table(run, "tradeoff.csv", TRADEOFF_COLUMNS)
+    return Changes(parent=parent, moves=moves, quota_reset=quota_reset, tradeoff=tradeoff,
+                   disruption=dict(result.get("disruption") or {}),
+                   quotas=dict(result.get("quotas") or {}),
+                   people=dict(result.get("people_changes") or {}))
+
+
+def _read_change_table(run: RunRecord, name: str, columns: list[str]) -> pd.DataFrame:
+    file = run.path / name
+    if not file.is_file():
+        raise InputError("a re-optimised run folder must hold this file", file=str(file))
+    ids = {c: str for c in ("unit_id", "name", "from_territory", "from_rep", "to_territory",
+                            "to_rep", "rep_id", "territory_id", "kind")}
+    try:
+        frame = pd.read_csv(file, dtype=ids, keep_default_na=False,
+                            na_values={c: [""] for c in columns if c not in ids})
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise InputError(f"cannot read run table: {err}", file=str(file)) from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"missing column(s) {missing}", file=str(file), column=missing[0])
+    return frame
+
+
+def _move_hover(changes: Changes, currency: str) -> tuple[np.ndarray, str]:
+    """Hover of a moved unit: where it came from and where it went, with its sales."""
+    moves = changes.moves
+    reason = np.where(moves["forced"], "had to move: its rep left, or it is a new rep's base",
+                      "moved to restore balance or for a better plan")
+    ytd = moves["ytd_sales"] if "ytd_sales" in moves else pd.Series(np.nan, index=moves.index)
+    custom = np.column_stack([
+        moves["unit_id"], moves.get("name", moves["unit_id"]), moves["from_territory"],
+        moves["from_rep"], moves["to_territory"], moves["to_rep"],
+        moves["last_year_sales"].map(money),
+        [money(v) if np.isfinite(v) else "n/a" for v in ytd.astype(float)], reason])
+    template = ("<b>%{customdata[1]}</b> (%{customdata[0]}): moved<br>from territory "
+                "%{customdata[2]}, rep %{customdata[3]}<br>to territory %{customdata[4]}, rep "
+                "%{customdata[5]}<br>last year's sales %{customdata[6]} " + currency +
+                ", sold this year %{customdata[7]}<br>%{customdata[8]}<extra>moved unit</extra>")
+    return custom, template
+
+
+def _with_change_line(custom: np.ndarray, template: str, unit_ids: pd.Series,
+                      changes: Changes) -> tuple[np.ndarray, str]:
+    line = {r.unit_id: f"moved from territory {r.from_territory} (rep {r.from_rep}) to "
+                       f"{r.to_territory} (rep {r.to_rep})" for r in changes.moves.itertuples()}
+    column = [line.get(u, f"unchanged since run {changes.parent.run_id}") for u in unit_ids]
+    k = custom.shape[1]
+    template = template.replace("<extra></extra>",
+                                f"<br><b>%{{customdata[{k}]}}</b><extra></extra>")
+    return np.column_stack([custom, column]), template
 
 
 # --- the territory map ------------------------------------------------------------------------
@@ -217,9 +339,15 @@ def _outline(shapes: gpd.GeoSeries) -> tuple[list, list]:
     return xs, ys
 
 
-def territory_map_figure(run: RunRecord, scenario: Scenario) -> go.Figure:
+def territory_map_figure(run: RunRecord, scenario: Scenario,
+                         changes: Changes | None = None) -> go.Figure:
     """The interactive territory map: unit shapes coloured by territory (or unit points where
-    the scenario has no shapes), territory borders, rep bases; hover shows the figures."""
+    the scenario has no shapes), territory borders, rep bases; hover shows the figures.
+
+    For a re-optimised run (``changes``) it is the before/after map: the parent's territory
+    borders drawn dashed over the new territory colours, and the moved units outlined, their
+    hover naming the territory and rep they came from and went to.
+    """
     import plotly.graph_objects as go
 
     _check_units_match(run, scenario)
@@ -227,6 +355,8 @@ def territory_map_figure(run: RunRecord, scenario: Scenario) -> go.Figure:
     colours = territory_colours(run, scenario)
     units = run.assignment
     custom, hover = _unit_hover(run, currency)
+    if changes is not None:  # every unit's hover says whether it moved, and from where
+        custom, hover = _with_change_line(custom, hover, units["unit_id"], changes)
     points = scenario.coordinates.points
     position = {u: k for k, u in enumerate(units["unit_id"])}
     bases = np.array([position[u] for u in run.territories["site_unit"]])
@@ -255,6 +385,26 @@ def territory_map_figure(run: RunRecord, scenario: Scenario) -> go.Figure:
             figure.add_trace(go.Scattergeo(lon=xs, lat=ys, mode="lines", hoverinfo="skip",
                                            line=dict(color="#1f2933", width=1.2),
                                            name="territory borders"))
+        if changes is not None:
+            parent_shapes = _territory_shapes(changes.parent)
+            if parent_shapes is not None:
+                xs, ys = _outline(_simplified(parent_shapes.geometry))
+                figure.add_trace(go.Scattergeo(lon=xs, lat=ys, mode="lines", hoverinfo="skip",
+                                               line=dict(color=PARENT_BORDER, width=2,
+                                                         dash="dash"),
+                                               name="territory borders before"))
+            if len(changes.moves):
+                moved = changes.moves["unit_id"].to_numpy()
+                wanted = set(moved)
+                subset = {"type": "FeatureCollection",
+                          "features": [f for f in geojson["features"] if f["id"] in wanted]}
+                row_of = {u: k for k, u in enumerate(units["unit_id"])}
+                move_custom, move_hover = _move_hover(changes, currency)
+                figure.add_trace(go.Choropleth(
+                    geojson=subset, locations=moved, z=[z[row_of[u]] for u in moved], zmin=0,
+                    zmax=len(PALETTE), colorscale=scale, showscale=False,
+                    marker_line_color=MOVED, marker_line_width=2.5, customdata=move_custom,
+                    hovertemplate=move_hover, name="moved units"))
         figure.add_trace(go.Scattergeo(
             lon=points[bases, 0], lat=points[bases, 1], mode="markers", name="rep bases",
             marker=dict(symbol="triangle-up", size=7 + 3 * run.territories["n_reps"].to_numpy(),
@@ -277,11 +427,25 @@ def territory_map_figure(run: RunRecord, scenario: Scenario) -> go.Figure:
                                             fillcolor=colours[tid], opacity=0.35,
                                             line=dict(color=colours[tid]), hoveron="fills",
                                             text=text, hoverinfo="text", showlegend=False))
+        if changes is not None:
+            parent_shapes = _territory_shapes(changes.parent)
+            if parent_shapes is not None:
+                xs, ys = _outline(parent_shapes.geometry)
+                figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip",
+                                            line=dict(color=PARENT_BORDER, width=2, dash="dash"),
+                                            name="territory borders before"))
         figure.add_trace(go.Scatter(
             x=points[:, 0], y=points[:, 1], mode="markers", name="units",
             marker=dict(size=11, color=[colours[t] for t in units["territory_id"]],
                         line=dict(color="white", width=1)),
             customdata=custom, hovertemplate=hover))
+        if changes is not None and len(changes.moves):
+            moved = np.array([position[u] for u in changes.moves["unit_id"]])
+            move_custom, move_hover = _move_hover(changes, currency)
+            figure.add_trace(go.Scatter(
+                x=points[moved, 0], y=points[moved, 1], mode="markers", name="moved units",
+                marker=dict(symbol="circle-open", size=21, line=dict(color=MOVED, width=3)),
+                customdata=move_custom, hovertemplate=move_hover))
         figure.add_trace(go.Scatter(
             x=points[bases, 0], y=points[bases, 1], mode="markers", name="rep bases",
             marker=dict(symbol="triangle-up", size=9 + 3 * run.territories["n_reps"].to_numpy(),
@@ -290,7 +454,14 @@ def territory_map_figure(run: RunRecord, scenario: Scenario) -> go.Figure:
         figure.update_yaxes(scaleanchor="x", scaleratio=1, visible=False)
         figure.update_xaxes(visible=False)
         figure.update_layout(plot_bgcolor="white")
-    figure.update_layout(showlegend=False)
+    if changes is None:
+        figure.update_layout(showlegend=False)
+    else:  # name the dashed borders and the outlined units
+        shown = {"territory borders", "territory borders before", "moved units"}
+        for trace in figure.data:
+            trace.showlegend = trace.name in shown
+        figure.update_layout(showlegend=True, legend=dict(orientation="h", y=1.02, x=0,
+                                                          yanchor="bottom"))
     return figure
 
 
@@ -301,8 +472,10 @@ def _territory_shapes(run: RunRecord) -> gpd.GeoDataFrame | None:
     return gpd.read_file(path, layer="territories")
 
 
-def write_map_png(run: RunRecord, scenario: Scenario, path: Path) -> None:
-    """The static territory map for slides (stored shapes, territory colours, rep bases)."""
+def write_map_png(run: RunRecord, scenario: Scenario, path: Path,
+                  changes: Changes | None = None) -> None:
+    """The static territory map for slides (stored shapes, territory colours, rep bases); for a
+    re-optimised run also the parent's borders (dashed) and the moved units (hatched)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -327,18 +500,51 @@ def write_map_png(run: RunRecord, scenario: Scenario, path: Path) -> None:
                    c=[colours[t] for t in run.assignment["territory_id"]], edgecolors="white")
     pts = scenario.coordinates.points
     position = {u: k for k, u in enumerate(run.assignment["unit_id"])}
+    if changes is not None:
+        _draw_changes_png(ax, scenario, changes, position)
     bases = np.array([position[u] for u in run.territories["site_unit"]])
     ax.scatter(pts[bases, 0], pts[bases, 1], s=12 + 14 * run.territories["n_reps"].to_numpy(),
                c="black", marker="^", zorder=3, label="rep base (size: reps)")
     kpis = run.result["kpis"]
     ax.set_title(f"{run.scenario_name}: {kpis['headcount']} reps in {kpis['territories']} "
                  f"territories; workload per rep {kpis['workload_index_min']:.2f}-"
-                 f"{kpis['workload_index_max']:.2f} x mean")
+                 f"{kpis['workload_index_max']:.2f} x mean" + (
+                     "" if changes is None else
+                     f"\n{len(changes.moves)} unit(s) moved since run "
+                     f"{changes.parent.run_id} (hatched); earlier borders dashed"))
     ax.legend(loc="lower left")
     ax.set_axis_off()
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
+
+
+def _draw_changes_png(ax, scenario: Scenario, changes: Changes,
+                      position: dict[str, int]) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = []
+    parent_shapes = _territory_shapes(changes.parent)
+    if parent_shapes is not None:
+        parent_shapes.boundary.plot(ax=ax, color=PARENT_BORDER, linewidth=1.1, linestyle="--",
+                                    zorder=2)
+        handles.append(Line2D([], [], color=PARENT_BORDER, linestyle="--",
+                              label="territory borders before"))
+    moved = np.array([position[u] for u in changes.moves["unit_id"]], dtype=np.int64)
+    if len(moved):
+        if scenario.geometry is not None:
+            shapes = gpd.GeoSeries(scenario.geometry.values[moved], crs=scenario.geometry.crs)
+            shapes.plot(ax=ax, facecolor="none", edgecolor=MOVED, hatch="////", linewidth=1.0,
+                        zorder=2)
+        else:
+            pts = scenario.coordinates.points
+            ax.scatter(pts[moved, 0], pts[moved, 1], s=260, facecolors="none",
+                       edgecolors=MOVED, linewidths=2.5, zorder=2)
+        handles.append(Patch(facecolor="none", edgecolor=MOVED, hatch="////",
+                             label="moved units"))
+    if handles:  # kept as an artist: the rep-base legend below replaces the axes' legend
+        ax.add_artist(ax.legend(handles=handles, loc="upper right"))
 
 
 def write_map_html(figure: go.Figure, run: RunRecord, path: Path) -> None:
@@ -403,6 +609,14 @@ READABLE = {
     "max_km_to_site": "Max km to base", "quota": "Quota", "attainability": "Quota / expected",
     "kind": "Kind", "home_unit": "Home unit", "start_month": "Start month",
     "plan_year_cost": "Plan-year cost", "annual": "Annual",
+    "from_territory": "From territory", "from_rep": "From rep", "to_territory": "To territory",
+    "to_rep": "To rep", "ytd_sales": "Sales this year", "forced": "Had to move",
+    "expected_sales_remaining": "Expected sales, months left",
+    "quota_remaining": "Quota, months left", "units_gained": "Units gained (n)",
+    "quota_of_units_gained": "Quota of units gained", "units_lost": "Units lost (n)",
+    "quota_of_units_lost": "Quota of units lost", "point": "Point", "cap": "Cap",
+    "cap_share": "Cap share", "units_moved": "Units moved (n)", "value_moved": "Sales moved",
+    "disruption": "Disruption", "objective": "Objective",
 }
 
 INTEGER = "#,##0"
@@ -505,15 +719,24 @@ def rep_plan_tables(run: RunRecord) -> dict[str, tuple[pd.DataFrame, pd.DataFram
     return plans
 
 
-def write_plan_xlsx(run: RunRecord, scenario: Scenario, path: Path) -> None:
-    """plan.xlsx: summary, territories, assignment, head count, quotas, one sheet per rep."""
+def write_plan_xlsx(run: RunRecord, scenario: Scenario, path: Path,
+                    changes: Changes | None = None) -> None:
+    """plan.xlsx: summary, territories, assignment, head count, quotas, one sheet per rep; a
+    re-optimised run adds its moves, the quota reset and the trade-off curve."""
     year = scenario.settings.year
     kpis = run.result["kpis"]
     summary = pd.DataFrame(
         [("scenario", run.scenario_name), ("run", run.run_id),
          ("status", run.result.get("status")), ("gap", run.result.get("gap")),
          *[(k, v) for k, v in kpis.items()],
-         *[(f"cost: {k}", v) for k, v in run.result.get("costs", {}).items()]],
+         *[(f"cost: {k}", v) for k, v in run.result.get("costs", {}).items()],
+         *([] if changes is None else
+           [("parent run", changes.parent.run_id),
+            ("parent objective", run.result.get("parent_objective")),
+            *[(f"disruption: {k}", v) for k, v in changes.disruption.items()
+              if not isinstance(v, dict)],
+            *[(f"quotas: {k}", v) for k, v in changes.quotas.items()
+              if k in ("as_of", "annual_quota_total", "sold_to_date", "remaining_target")]])],
         columns=["figure", "value"])
     taken = {"Summary", "Territories", "Assignment", "Head count", "Quotas"}
     with pd.ExcelWriter(path, engine="openpyxl") as writer:
@@ -522,6 +745,12 @@ def write_plan_xlsx(run: RunRecord, scenario: Scenario, path: Path) -> None:
         write_sheet(writer, readable(run.assignment), "Assignment")
         write_sheet(writer, readable(run.headcount), "Head count")
         write_sheet(writer, readable(run.quotas, year), "Quotas")
+        if changes is not None:
+            taken |= {"Moves", "Quota reset", "Trade-off"}
+            write_sheet(writer, readable(changes.moves), "Moves")
+            write_sheet(writer, readable(changes.quota_reset), "Quota reset")
+            if changes.tradeoff is not None:
+                write_sheet(writer, readable(changes.tradeoff), "Trade-off")
         for rep_id, (units, months, info) in rep_plan_tables(run).items():
             name = sheet_name(f"Rep {rep_id}", taken)
             header = pd.DataFrame({
@@ -572,7 +801,121 @@ def _kpis(run: RunRecord, currency: str) -> list[dict[str, str]]:
     ]
 
 
-def build_report_html(run: RunRecord, scenario: Scenario, map_figure: go.Figure) -> str:
+def tradeoff_figure(curve: pd.DataFrame, run: RunRecord, measure: str, currency: str
+                    ) -> go.Figure:
+    """Objective against disruption, one point per cap of the sweep, and this run's plan."""
+    import plotly.graph_objects as go
+
+    by_units = measure == "units"
+    x = curve["units_moved"] if by_units else curve["value_moved"]
+    label = "units moved" if by_units else f"last year's sales moved ({currency})"
+    text = [f"point {int(r.point)}: cap {r.cap:,.0f}<br>{int(r.units_moved)} unit(s) moved, "
+            f"sales moved {money(r.value_moved)}<br>objective {money(r.objective)}"
+            for r in curve.itertuples()]
+    figure = go.Figure(go.Scatter(
+        x=x, y=curve["objective"], mode="lines+markers+text", name="best plan within each cap",
+        text=[str(int(p)) for p in curve["point"]], textposition="top left",
+        marker=dict(size=9, color="#4e79a7"), line=dict(color="#4e79a7"),
+        hovertext=text, hovertemplate="%{hovertext}<extra></extra>"))
+    d = run.result.get("disruption", {})
+    figure.add_trace(go.Scatter(
+        x=[d.get("units_moved") if by_units else d.get("value_moved")],
+        y=[run.result.get("objective")], mode="markers", name="this plan",
+        marker=dict(symbol="star", size=16, color=MOVED),
+        hovertemplate="this plan: %{x:,.0f} moved, objective %{y:,.0f}<extra></extra>"))
+    figure.update_layout(xaxis_title=label, yaxis_title=f"objective ({currency})",
+                         plot_bgcolor="white", legend=dict(orientation="h", y=1.08))
+    figure.update_xaxes(gridcolor="#e4e7eb", zeroline=False)
+    figure.update_yaxes(gridcolor="#e4e7eb")
+    return figure
+
+
+def _change_kpis(run: RunRecord, changes: Changes, currency: str) -> list[dict[str, str]]:
+    d, q = changes.disruption, changes.quotas
+    cap = d.get("cap")
+    before, after = run.result.get("parent_objective"), run.result.get("objective")
+    ytd = d.get("ytd_sales_moved")
+    kpis = [
+        dict(label="Units moved", value=f"{d.get('units_moved', len(changes.moves))}",
+             note=f"{pct(d.get('units_moved_share'), 2)} of units; {d.get('forced_units', 0)} "
+                  "had to move (their rep left, or a new base)", tone=""),
+        dict(label="Sales moved", value=money(d.get("value_moved", 0.0)),
+             note=f"{pct(d.get('value_moved_share'), 2)} of last year's sales ({currency})" + (
+                 "" if ytd is None else f"; {money(ytd)} sold there this year"), tone=""),
+        dict(label="Reps affected", value=f"{d.get('reps_affected', 0)}",
+             note="reps who lose or gain units", tone=""),
+    ]
+    if cap:
+        used, limit = float(cap["used"]), float(cap["limit"])
+        unit = "units" if cap["measure"] == "units" else currency
+        kpis.append(dict(label="Disruption cap", value=f"{used / limit:.0%} used" if limit else
+                         "—", note=f"{used:,.0f} of {limit:,.0f} {unit} "
+                                   f"({cap['measure']} {cap['share']:.2%})",
+                         tone="warn" if used > limit + 1e-6 else "good"))
+    else:
+        weight = d.get("disruption_weight")
+        kpis.append(dict(label="Disruption control", value="no cap",
+                         note=d.get("mode", "") + ("" if weight is None else
+                                                   f", weight {weight:g} per unit of sales moved"),
+                         tone=""))
+    if before is not None and after is not None:
+        change = (after - before) / abs(before) if before else float("nan")
+        kpis.append(dict(label="Objective after", value=money(after),
+                         note=f"parent plan {money(before)} ({change:+.1%}, people "
+                              "changes included)", tone=""))
+    if q:
+        kpis.append(dict(label="Target left", value=money(q.get("remaining_target", 0.0)),
+                         note=f"annual quotas {money(q.get('annual_quota_total', 0.0))} less "
+                              f"{money(q.get('sold_to_date', 0.0))} sold by {q.get('as_of')}",
+                         tone=""))
+    return kpis
+
+
+def _changes_context(run: RunRecord, changes: Changes, scenario: Scenario) -> dict[str, Any]:
+    """What the report's section on the re-optimisation shows."""
+    currency = scenario.settings.currency
+    d, q, people = changes.disruption, changes.quotas, changes.people
+    parts = []
+    for key, label in (("departures", "left"), ("vacancies", "left, seat kept open")):
+        if people.get(key):
+            parts.append(f"{', '.join(people[key])} {label}")
+    hires = people.get("hires") or []
+    if hires:
+        parts.append("hires " + ", ".join(
+            f"{h.get('rep_id')} (from month {h.get('start_month')})" if isinstance(h, dict)
+            else str(h) for h in hires))
+    mode = d.get("mode", "")
+    lead = (f"Re-optimised as of {q.get('as_of', '?')} from run {changes.parent.run_id}"
+            f" ({'; '.join(parts) if parts else 'no people change'}); {mode}. "
+            f"{len(changes.moves)} unit(s) changed owner.")
+    moves = changes.moves.drop(columns=["name"], errors="ignore")
+    quota_reset = changes.quota_reset
+    fmt = {c: (lambda v: money(v) if isinstance(v, (int, float)) and np.isfinite(v) else "")
+           for c in ["Last year's sales", "Sales this year", "Potential", "Quota, months left",
+                     "Expected sales, months left", "Quota of units gained",
+                     "Quota of units lost", "Sales moved", "Objective"]}
+    fmt["Quota / expected"] = lambda v: f"{v:.3f}" if np.isfinite(v) else ""
+    fmt["Had to move"] = lambda v: "yes" if v else ""
+    context: dict[str, Any] = dict(
+        changes_lead=lead, change_kpis=_change_kpis(run, changes, currency),
+        moves_table=html_table(readable(moves), fmt, table_id="moves-table"),
+        quota_reset_table=html_table(readable(quota_reset), fmt, table_id="quota-reset-table"),
+        quota_note=(f"Quotas for {q['months_left'][0]} to {q['months_left'][-1]}: "
+                    f"{money(q.get('remaining_quota_total', 0.0))} {currency}, the annual quota "
+                    f"total less what was sold, spread so that every rep's months left are "
+                    "equally attainable; reps who gain or lose units carry those units' "
+                    "pro-rated quota." if q.get("months_left") else "No months are left."),
+        tradeoff_div="", tradeoff_table="")
+    if changes.tradeoff is not None and len(changes.tradeoff):
+        context["tradeoff_div"] = figure_div(tradeoff_figure(
+            changes.tradeoff, run, d.get("measure", "units"), currency), "tradeoff-chart", 380)
+        context["tradeoff_table"] = html_table(readable(changes.tradeoff), fmt,
+                                               table_id="tradeoff-table")
+    return context
+
+
+def build_report_html(run: RunRecord, scenario: Scenario, map_figure: go.Figure,
+                      changes: Changes | None = None) -> str:
     currency = scenario.settings.currency
     year = scenario.settings.year
     k = run.result["kpis"]
@@ -622,13 +965,20 @@ def build_report_html(run: RunRecord, scenario: Scenario, map_figure: go.Figure)
                                      str(r.get("time_limit_s")), str(r.get("scenario_file")),
                                      str(r.get("scenario_sha256", ""))[:16],
                                      str(r.get("created"))]})
+    nav = [("#map", "Map"), ("#balance", "Balance"), ("#headcount", "Head count"),
+           ("#territories", "Territories"), ("#quotas", "Quotas"), ("#plans", "Personal plans"),
+           ("#solver", "Solver"), ("plan.xlsx", "plan.xlsx"), ("map.html", "map.html")]
+    extra: dict[str, Any] = {"changes": changes is not None}
+    title = f"Sales plan {year}: {run.scenario_name}"
+    if changes is not None:
+        nav = [("#changes", "Changes"), *nav]
+        extra.update(_changes_context(run, changes, scenario))
+        title = f"Mid-year plan {year}: {run.scenario_name}"
     return render(
         "report.html.j2",
-        title=f"Sales plan {year}: {run.scenario_name}",
+        title=title,
         subtitle=f"run {run.run_id} · {r.get('objective_sense', '')} · {r.get('status')}",
-        nav=[("#map", "Map"), ("#balance", "Balance"), ("#headcount", "Head count"),
-             ("#territories", "Territories"), ("#quotas", "Quotas"), ("#plans", "Personal plans"),
-             ("#solver", "Solver"), ("plan.xlsx", "plan.xlsx"), ("map.html", "map.html")],
+        nav=nav, **extra,
         headline=headline, warning=warning, kpis=_kpis(run, currency),
         map_div=figure_div(map_figure, "territory-map", 560),
         balance_div=figure_div(balance_figure(run), "balance-chart",
@@ -660,15 +1010,18 @@ def write_report(run: RunRecord | str | Path, reports_dir: str | Path = "reports
                  scenario: Scenario | None = None) -> ReportFiles:
     """Write report.html, map.html, map.png and plan.xlsx of a run into its report folder."""
     record = run if isinstance(run, RunRecord) else read_run(run)
+    # a re-optimised run loads its parent's scenario (same units and shapes); its own people
+    # come from its head-count table
     scenario = scenario if scenario is not None else record.load_scenario()
     _check_units_match(record, scenario)
+    changes = read_changes(record)
     folder = report_folder(record, reports_dir)
-    figure = territory_map_figure(record, scenario)
+    figure = territory_map_figure(record, scenario, changes)
     files = publish({
         "map.html": lambda p: write_map_html(figure, record, p),
-        "map.png": lambda p: write_map_png(record, scenario, p),
-        "plan.xlsx": lambda p: write_plan_xlsx(record, scenario, p),
-        "report.html": lambda p: p.write_text(build_report_html(record, scenario, figure),
-                                              encoding="utf-8"),
+        "map.png": lambda p: write_map_png(record, scenario, p, changes),
+        "plan.xlsx": lambda p: write_plan_xlsx(record, scenario, p, changes),
+        "report.html": lambda p: p.write_text(build_report_html(record, scenario, figure,
+                                                                changes), encoding="utf-8"),
     }, folder)
     return ReportFiles(folder=folder, files=files)

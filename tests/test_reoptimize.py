@@ -23,14 +23,12 @@ AS_OF = date(2027, 6, 30)
 HOMES = ["U1", "U5", "U21", "U25", "U13"]
 
 
-@pytest.fixture(scope="module")
-def parent(tmp_path_factory) -> tuple[Path, Path]:
+def solve_parent(root: Path) -> tuple[Path, Path]:
     """A solved 5 x 5 run (reps kept, head count fixed at 5) and synthetic actuals to June."""
     from allocator.actuals import simulate_actuals
     from allocator.api import solve_and_write
     from allocator.runs import read_run
 
-    root = tmp_path_factory.mktemp("reoptimize")
     potential = [1_000_000 + 150_000 * (k % 4) for k in range(25)]
     scenario = write_scenario(
         root / "scenario", rows=5, cols=5, sites=[],
@@ -45,6 +43,11 @@ def parent(tmp_path_factory) -> tuple[Path, Path]:
     actuals = root / "actuals.csv"
     simulate_actuals(read_run(folder), through="2027-06", seed=1).to_csv(actuals, index=False)
     return folder, actuals
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory) -> tuple[Path, Path]:
+    return solve_parent(tmp_path_factory.mktemp("reoptimize"))
 
 
 def sold_and_annual_cents(folder: Path, actuals: Path) -> tuple[int, int]:

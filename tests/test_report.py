@@ -263,3 +263,111 @@ def test_map_shapes_wind_clockwise_after_simplification():
     assert shapes.count_coordinates().sum() < 0.5 * scenario.geometry.count_coordinates().sum()
     rings = [part.exterior for geom in shapes for part in getattr(geom, "geoms", [geom])]
     assert not any(shapely.is_ccw(ring) for ring in rings)
+
+
+# --- a re-optimised run: the before/after page -------------------------------------------
+
+@pytest.fixture(scope="module")
+def reoptimized_report(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """A 5 x 5 parent, its re-optimisation after rep R2 left (with a trade-off sweep), and the
+    child's report written through the CLI: (parent run, child run, report folder)."""
+    from allocator.disruption import DisruptionLimit, PeopleChanges
+    from allocator.reoptimize import reoptimize, write_reoptimized_run
+    from test_reoptimize import AS_OF, solve_parent
+
+    root = tmp_path_factory.mktemp("reoptimized")
+    parent, actuals = solve_parent(root)
+    result = reoptimize(parent, actuals, AS_OF, people=PeopleChanges(departures=("R2",)),
+                        max_moved=DisruptionLimit.parse("60%"), tradeoff=3, time_limit=10)
+    child = write_reoptimized_run(result, root / "models")
+    out = CliRunner().invoke(main, ["report", str(child), "--reports-dir",
+                                    str(root / "reports"), "--json"])
+    assert out.exit_code == 0, out.output
+    return parent, child, Path(json.loads(out.output)["folder"])
+
+
+def moved_unit_hover(browser, path: Path, move: pd.Series) -> dict:
+    """Open the page offline, put the mouse on the moved unit ``move`` and read the hover."""
+    context = browser.new_context(offline=True, viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
+    page.goto(path.resolve().as_uri(), wait_until="load")
+    page.wait_for_function("document.querySelectorAll('#territory-map .main-svg').length > 0")
+    page.locator("#territory-map").scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    # the page position of the moved unit, from the plot's own axes
+    drawn = page.evaluate("""(unit) => {
+        const plot = document.getElementById('territory-map');
+        // _fullData: the arrays decoded (plot.data may hold them base64-encoded)
+        const traces = plot._fullData.map(t => ({name: t.name, n: (t.x || []).length,
+                                                 ids: Array.from(t.customdata || [],
+                                                                 c => c[0])}));
+        const moved = plot._fullData.find(t => t.name === 'moved units');
+        const k = moved.customdata.findIndex(c => c[0] === unit);
+        const fl = plot._fullLayout, box = plot.getBoundingClientRect();
+        return {traces: traces, x: box.left + fl._size.l + fl.xaxis.l2p(moved.x[k]),
+                y: box.top + fl._size.t + fl.yaxis.l2p(moved.y[k])};
+    }""", move["unit_id"])
+    page.mouse.move(drawn["x"], drawn["y"])
+    page.wait_for_timeout(400)
+    text = page.evaluate(
+        "() => [...document.querySelectorAll('.hoverlayer')].map(h => h.textContent).join(' ')")
+    context.close()
+    return {"problems": problems, "traces": drawn["traces"], "hover": text}
+
+
+def test_reoptimized_report_shows_before_and_after(browser, reoptimized_report):
+    parent, child, folder = reoptimized_report
+    record = read_run(child)
+    moves = pd.read_csv(child / "moves.csv", dtype={"unit_id": str})
+    quota_reset = pd.read_csv(child / "quota_reset.csv")
+    assert len(moves) >= 2  # R2's units, at least
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    assert external_references(page) == [] and "<script src" not in page
+    result = open_page(browser, folder / "report.html")
+    assert_clean_and_drawn(result)
+    assert result["counts"]["plots"] == 3  # before/after map, balance, trade-off
+    assert result["tables"]["moves-table"] == len(moves)
+    assert result["tables"]["quota-reset-table"] == len(quota_reset) == len(record.reps)
+    assert result["tables"]["tradeoff-table"] == 3
+    # the disruption figures of result.json are the page's KPIs
+    d = record.result["disruption"]
+    for figure in (f"{d['units_moved']}", f"{d['value_moved']:,.0f}", read_run(parent).run_id):
+        assert figure in page, figure
+    # the moved units are drawn, one outlined marker each, and the parent's borders too
+    first = moves.iloc[0]
+    hovered = moved_unit_hover(browser, folder / "report.html", first)
+    assert hovered["problems"] == []
+    traces = {t["name"]: t for t in hovered["traces"]}
+    assert traces["moved units"]["ids"] == moves["unit_id"].tolist()
+    assert traces["territory borders before"]["n"] > 0
+    # hovering a moved unit names where it came from and where it went
+    for text in (first["from_territory"], first["from_rep"], first["to_territory"],
+                 first["to_rep"]):
+        assert text in hovered["hover"], (text, hovered["hover"])
+    assert "moved" in hovered["hover"]
+
+
+def test_reoptimized_report_files_and_a_missing_parent(reoptimized_report, tmp_path):
+    _, child, folder = reoptimized_report
+    moves = pd.read_csv(child / "moves.csv", dtype={"unit_id": str})
+    sheet = pd.read_excel(folder / "plan.xlsx", sheet_name="Moves", dtype={"Unit": str})
+    assert sheet["Unit"].tolist() == moves["unit_id"].tolist()
+    np.testing.assert_allclose(sheet["Last year's sales"], moves["last_year_sales"])
+    reset = pd.read_excel(folder / "plan.xlsx", sheet_name="Quota reset")
+    assert reset["Quota, months left"].sum() == pytest.approx(
+        read_run(child).result["quotas"]["remaining_quota_total"], abs=0.01)
+    assert (folder / "map.png").stat().st_size > 10_000
+    # a child whose parent folder is gone: a clear input error, not a traceback
+    orphan = tmp_path / "models" / "tiny" / child.name
+    shutil.copytree(child, orphan)
+    record = json.loads((orphan / "result.json").read_text())
+    record["parent_run"] = str(tmp_path / "gone")
+    (orphan / "result.json").write_text(json.dumps(record))
+    out = CliRunner().invoke(main, ["report", str(orphan), "--reports-dir",
+                                    str(tmp_path / "reports")])
+    assert out.exit_code == 2, out.output
+    assert "parent run folder was not found" in out.output and "parent_run" in out.output
+    assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").rglob("*.html"))

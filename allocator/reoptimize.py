@@ -482,8 +482,24 @@ class Reoptimizer:
         stop = min(self.deadline, deadline or self.deadline)
         T = len(self.staffing.sites)
         if self.small:
-            trial = self.resolve(assignment, list(range(T)), stage="objective", stop=stop)
-            return assignment if trial is None else trial
+            # The model prices sales to first order around the current plan, so a plan far
+            # from it can look better to the model and be worse: then search closer (a trust
+            # region on the units that change), and start afresh from every plan kept.
+            radii = [None, 8, 4, 2, 1]
+            for _ in range(3):
+                k = 0
+                while k < len(radii) and time.perf_counter() < stop - 0.5:
+                    trial = self.resolve(assignment, list(range(T)), stage="objective",
+                                         stop=stop, radius=radii[k])
+                    if trial is None:
+                        k += 1
+                    else:
+                        assignment, k = trial, 0
+                polished = self.polish(assignment, stop)
+                if polished is None:
+                    break
+                assignment = polished
+            return assignment
         order: list[int] = []
         quiet = 0
         while time.perf_counter() < stop - 1.0 and quiet < T:
@@ -498,6 +514,37 @@ class Reoptimizer:
                 assignment = trial
                 quiet = 0
         return assignment
+
+    def polish(self, assignment: np.ndarray, stop: float) -> np.ndarray | None:
+        """Single-unit moves judged by the exact objective (effort spread again, moves priced
+        in), best first, within balance, contiguity and the cap: the model's first-order
+        pricing can miss a move that pays. The improved plan, or None if no move pays."""
+        search = LocalSearch(self.problem, self.staffing, assignment, self.contiguity)
+        current = self.objective(search.assignment)
+        improved = False
+        while time.perf_counter() < stop:
+            best, best_value = None, current
+            for i in np.flatnonzero(~search.fixed):
+                i = int(i)
+                here = int(search.assignment[i])
+                if not search.connected_without(here, i):
+                    continue
+                for target in search.boundary_moves(i):
+                    search.move(i, target)
+                    if (search.violation() <= 1e-9
+                            and self.disruption_int(search.assignment) <= self.cap_int):
+                        value = self.objective(search.assignment)
+                        if value > best_value + 1e-9 * max(1.0, abs(best_value)):
+                            best, best_value = (i, target), value
+                    search.move(i, here)
+            if best is None:
+                break
+            search.move(*best)
+            current = best_value
+            improved = True
+        if improved:
+            self.say(f"  single moves by the exact objective: {current:,.0f}")
+        return search.assignment.copy() if improved else None
 
     # -- pieces -------------------------------------------------------------------------------
     def _territory_violation(self, search: LocalSearch) -> np.ndarray:
@@ -641,12 +688,13 @@ class Reoptimizer:
 
     def resolve(self, assignment: np.ndarray, terrs: list[int], stage: str,
                 stop: float | None = None, hint: np.ndarray | None = None,
-                hops: int = 1) -> np.ndarray | None:
+                hops: int = 1, radius: int | None = None) -> np.ndarray | None:
         """Re-solve the units of ``terrs`` exactly; the better assignment, or None.
 
         ``stage``: ``balance`` (out of balance: least slack, then least disruption, then the
         objective), ``disruption`` (balanced: least disruption, then the objective) or
         ``objective`` (within the cap, the best objective; with a weight, moves priced in).
+        ``radius`` limits how many units may change territory.
         """
         problem, staffing = self.problem, self.staffing
         stop = self.deadline if stop is None else min(stop, self.deadline)
@@ -675,6 +723,9 @@ class Reoptimizer:
                 constant += int(self.d_int[i])
         disruption += constant
         model += disruption <= self.cap_int - outside, "disruption_cap"
+        if radius is not None:  # at most ``radius`` units change territory
+            model += pulp.lpSum(var for (i, t), var in mip.x.items()
+                                if assignment[i] != t) <= radius, "trust_region"
         # hints: the current plan
         # the start is the current plan: connected, and feasible once balance is elastic
         for (i, t), var in mip.x.items():

@@ -237,3 +237,28 @@ def test_recalibrated_response_changes_sales_not_territories(parent, tmp_path):
     assert after.plan.kpis["expected_sales"] < before.plan.kpis["expected_sales"]
     sold, annual = sold_and_annual_cents(folder, actuals)
     assert int(round(after.quotas["annual"].sum() * 100)) == annual - sold
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_disruption_weight_trades_moves_for_objective(parent, solver):
+    """A larger price on moved sales never moves more; free moves (weight 0, no cap) reach at
+    least the objective of a run held to a cap."""
+    folder, actuals = parent
+    people = PeopleChanges(departures=("R2",))
+    moved_value, objectives = [], {}
+    for weight in (0.0, 0.02, 0.2):
+        result = reoptimize(folder, actuals, AS_OF, people=people, disruption_weight=weight,
+                            solver=solver, time_limit=3)
+        assert result.disruption["disruption_weight"] == weight
+        assert result.disruption["value_moved"] == pytest.approx(
+            result.moves["last_year_sales"].sum())
+        moved_value.append(result.disruption["value_moved"])
+        objectives[weight] = result.plan.objective()
+    assert all(later <= earlier + 1e-6 for earlier, later in
+               zip(moved_value, moved_value[1:], strict=False)), moved_value
+    capped = reoptimize(folder, actuals, AS_OF, people=people, disruption_weight=0.0,
+                        max_moved=DisruptionLimit.parse("value:25%"), solver=solver,
+                        time_limit=3)
+    assert capped.disruption["value_moved"] <= 0.25 * capped.mid.scenario.units[
+        "last_year_sales"].sum() + 1e-6
+    assert objectives[0.0] >= capped.plan.objective() - 1e-6 * abs(capped.plan.objective())

@@ -48,6 +48,7 @@ import pulp
 from allocator.alignment import AlignmentProblem, LocalSearch, Staffing
 from allocator.checker import assert_plan
 from allocator.disruption import DisruptionLimit, Locks, PeopleChanges
+from allocator.ejection import ChainRepair
 from allocator.exceptions import InfeasibleError, InputError, SpecificationError
 from allocator.formulation import hint_flows
 from allocator.improve import territory_graph
@@ -402,22 +403,38 @@ class Reoptimizer:
     def repair(self, assignment: np.ndarray) -> np.ndarray:
         """Restore balance with the least disruption.
 
-        Small instances: the whole model. Large ones: the least-disruption LP plans the moves
-        over the whole map; the territories its moves connect are re-solved exactly together
-        (from the LP's plan as a hint), then neighbourhoods around any territory still out of
-        balance, growing a ring each time one fails.
+        Small instances: the whole model. Large ones: ejection chains (border units passed
+        along paths of territories to one with room, cheapest chain first, within the cap;
+        :mod:`allocator.ejection`) bring the plan to balance or close to it in seconds; any
+        territory still out of balance gets exact re-solves of its neighbourhood, growing a
+        ring each time one fails. Only if the chains make no progress at all does the
+        least-disruption LP over the whole map plan the moves for exact re-solves of the
+        territories it links.
         """
         T = len(self.staffing.sites)
         if self.small:
             trial = self.resolve(assignment, list(range(T)), stage="balance")
             return assignment if trial is None else trial
-        planned = self.plan_moves(assignment)
-        for group in self._exchange_groups(assignment, planned):
-            if self.time_left() < 1.0:
-                break
-            trial = self.resolve(assignment, group, stage="balance", hint=planned)
-            if trial is not None:
-                assignment = trial
+        started = self.violation(assignment)
+        chains = ChainRepair(self.problem, self.staffing, assignment, self.mid.owner,
+                             self.d_int, self.cap_int, self.contiguity)
+        chains.repair(deadline=time.perf_counter() + max(1.0, 0.4 * self.time_left()))
+        returned = chains.return_home()
+        self.say(f"ejection chains: {chains.chains} chain(s) of {chains.hops} move(s), "
+                 f"{returned} unit(s) back home; balance violation {started:.3g} -> "
+                 f"{chains.violation():.3g}, {int(self.moved(chains.assignment).sum())} unit(s) "
+                 "moved")
+        planned = None
+        if chains.violation() < started - 1e-9:
+            assignment = chains.assignment.copy()
+        else:
+            planned = self.plan_moves(assignment)
+            for group in self._exchange_groups(assignment, planned):
+                if self.time_left() < 1.0:
+                    break
+                trial = self.resolve(assignment, group, stage="balance", hint=planned)
+                if trial is not None:
+                    assignment = trial
         failures: dict[int, int] = {}
         while self.time_left() > 1.0:
             search = LocalSearch(self.problem, self.staffing, assignment, self.contiguity)

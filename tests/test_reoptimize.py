@@ -262,3 +262,34 @@ def test_disruption_weight_trades_moves_for_objective(parent, solver):
     assert capped.disruption["value_moved"] <= 0.25 * capped.mid.scenario.units[
         "last_year_sales"].sum() + 1e-6
     assert objectives[0.0] >= capped.plan.objective() - 1e-6 * abs(capped.plan.objective())
+
+
+def test_ejection_chains_restore_balance_within_the_cap(parent):
+    """The large-instance repair: chains of border moves balance the map after a departure,
+    keep every territory connected and never pass the cap (here: the forced moves only)."""
+    import time
+
+    from allocator.ejection import ChainRepair
+    from allocator.reoptimize import freeze
+    from allocator.runs import read_run
+
+    folder, _ = parent
+    record = read_run(folder)
+    mid = freeze(record, record.load_scenario(), PeopleChanges(departures=("R2",)))
+    per_unit = np.ones(len(mid.owner), dtype=np.int64)
+    before = LocalSearch(mid.problem, mid.staffing, mid.start).violation()
+    assert before > 0
+    forced = int(mid.forced.sum())
+    for cap in (25, forced):
+        chains = ChainRepair(mid.problem, mid.staffing, mid.start, mid.owner, per_unit, cap)
+        chains.repair(deadline=time.perf_counter() + 30)
+        chains.return_home()
+        assert chains.disruption() <= cap
+        after = LocalSearch(mid.problem, mid.staffing, chains.assignment)
+        assert all(len(after.components(t)) == 1 for t in range(len(mid.staffing.sites)))
+        assert (chains.assignment[mid.staffing.sites] == np.arange(len(mid.staffing.sites))).all()
+        if cap == forced:  # no room for any extra move: nothing but the forced units moved
+            assert after.violation() == pytest.approx(before)
+        else:
+            assert after.violation() <= 1e-9
+            assert forced < chains.disruption()  # balance needed more than the forced moves

@@ -1071,6 +1071,7 @@ def reoptimize(run_path: str | Path, actuals_path: str | Path, as_of: date, *,
     mid = freeze(parent, scenario, people or PeopleChanges(), locks, potential)
     for line in mid.notes:
         note(line)
+    check_budget(mid, least_travel(mid))
     search = Reoptimizer(mid, max_moved, disruption_weight, spec, deadline, note)
     forced = float(search.d[mid.forced].sum())
     if max_moved is not None and search.d_int[mid.forced].sum() > search.cap_int:
@@ -1105,6 +1106,7 @@ def reoptimize(run_path: str | Path, actuals_path: str | Path, as_of: date, *,
         curve = tradeoff_curve(search, assignment, tradeoff, max_moved, note)
 
     plan = make_plan(mid.scenario, mid.problem, mid.staffing, assignment)
+    check_budget(mid, float(plan.costs["travel"]), "this plan's travel")
     assert_plan(plan)
     if curve is not None:  # the curve in the plan's own objective: people cost is fixed
         curve["objective"] += plan.objective() - search.contribution(assignment)
@@ -1143,6 +1145,50 @@ def reoptimize(run_path: str | Path, actuals_path: str | Path, as_of: date, *,
     return ReoptimizeResult(plan, parent, mid, outcome, moves, disruption, quotas, detail,
                             summary, curve, people or PeopleChanges(), time.perf_counter() - started, spec.name, spec.seed,
                             log, parent.result.get("objective"))
+
+
+def least_travel(mid: MidYear) -> float:
+    """A lower bound on travel: every unit served from the nearest base."""
+    problem, sites = mid.problem, mid.staffing.sites
+    units = np.arange(problem.n)
+    nearest = np.full(problem.n, np.inf)
+    for site in sites:
+        nearest = np.minimum(nearest, problem.cost(units, np.full(problem.n, site)))
+    return float(nearest.sum())
+
+
+def check_budget(mid: MidYear, travel: float, travel_label: str = "travel at least") -> None:
+    """The people of the rest of the year, with managers and ``travel``, must fit the parent's
+    sales-expense budget; if not, say what the new hires cost and what the budget leaves them
+    (an infeasible scenario, exit 3), rather than fail the plan check later."""
+    settings = mid.scenario.settings
+    budget = settings.strategy.budget
+    if budget is None:
+        return
+    reps = mid.scenario.reps
+    econ = economics(mid.scenario)
+    new_hire = np.array([r not in mid.rep_parent_territory and mid.rep_kind[r] == "hire"
+                         for r in reps["rep_id"]], dtype=bool)
+    cost = reps["annual_cost"].to_numpy(float)
+    managers = econ.managers(len(reps)) * econ.manager_cost
+    others = float(cost[~new_hire].sum())
+    hires = float(cost[new_hire].sum())
+    total = others + hires + managers + travel
+    if total <= budget * (1 + 1e-9):
+        return
+    currency = settings.currency
+    left = budget - others - managers - travel
+    detail = [f"budget {budget:,.0f} {currency}; the other {int((~new_hire).sum())} rep(s) cost "
+              f"{others:,.0f}, managers {managers:,.0f}, {travel_label} {travel:,.0f}"]
+    if new_hire.any():
+        names = ", ".join(reps["rep_id"][new_hire])
+        raise InfeasibleError(
+            f"the hires cost {hires:,.0f} {currency}; the budget leaves {max(left, 0.0):,.0f} "
+            f"for them ({names})",
+            diagnosis=detail + ["hire later in the year, fewer or cheaper people, or raise "
+                                "strategy.budget in the scenario"])
+    raise InfeasibleError(f"the people of the rest of the year cost {total:,.0f} {currency}, "
+                          f"over the budget {budget:,.0f}", diagnosis=detail)
 
 
 def _fmt(value: float, measure: str) -> str:

@@ -293,3 +293,23 @@ def test_ejection_chains_restore_balance_within_the_cap(parent):
         else:
             assert after.violation() <= 1e-9
             assert forced < chains.disruption()  # balance needed more than the forced moves
+
+
+def test_hires_over_the_budget_are_a_diagnosis(parent, tmp_path):
+    folder, actuals = parent
+    people = tmp_path / "people.yaml"
+    people.write_text(yaml.safe_dump({"hires": [
+        {"rep_id": "H1", "home_unit": "U3", "start_month": 7, "annual_cost": 4_000_000}]}))
+    with pytest.raises(InfeasibleError) as caught:
+        reoptimize(folder, actuals, AS_OF, people=read_people_changes(people), time_limit=10)
+    message = str(caught.value)
+    # H1 works six months: half the salary, plus hiring and training (10,000 and 5,000)
+    assert "the hires cost 2,015,000 USD; the budget leaves" in message
+    left = float(message.split("the budget leaves ")[1].split(" ")[0].replace(",", ""))
+    assert 0 < left < 2_000_000 - 4 * 90_000
+    out = CliRunner().invoke(main, ["reoptimize", str(folder), str(actuals), "--as-of",
+                                    "2027-06-30", "--people", str(people), "--models-dir",
+                                    str(tmp_path / "m")])
+    assert out.exit_code == 3, out.output
+    assert "the hires cost" in out.output and "H1" in out.output
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").rglob("result.json"))

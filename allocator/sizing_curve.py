@@ -245,8 +245,9 @@ def draw(curve: SizingCurve):
     ax.axvspan(max(low, table["headcount"].min()) - 0.5, min(high, table["headcount"].max()) + 0.5,
                color="#f2f2f2", zorder=0, label="allowed head count")
     no_plan = table[~table["status"].isin(["optimal", "feasible"])]
-    for n in no_plan["headcount"]:
-        ax.axvline(n, color="#d62728", alpha=0.15, linewidth=3)
+    for k, n in enumerate(no_plan["headcount"]):
+        ax.axvline(n, color="#d62728", alpha=0.15, linewidth=3,
+                   label="no plan (see the table)" if k == 0 else None)
     if curve.best is not None:
         best = table[table["headcount"] == curve.best].iloc[0]
         y = (best["contribution"] if curve.objective != "min_cost" else best["cost"]) / scale

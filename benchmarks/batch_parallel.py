@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/batch_parallel.py [--scenario scenarios/texas.yaml] [--time-limit 10]
+    python benchmarks/batch_parallel.py [--scenario scenarios/texas.yaml] [--time-limit 30]
                                         [--jobs 2] [--no-dask] [--keep DIR]
 
 The same sweep (budget x balance tolerance x margin, 12 scenarios) runs three times in this one
@@ -44,8 +44,8 @@ def assignments(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", default="scenarios/texas.yaml")
-    parser.add_argument("--time-limit", type=float, default=10.0,
-                        help="seconds per scenario (default 10)")
+    parser.add_argument("--time-limit", type=float, default=30.0,
+                        help="seconds per scenario (default 30)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--no-dask", action="store_true", help="skip the Dask local cluster run")
     parser.add_argument("--keep", type=Path, default=None,

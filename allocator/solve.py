@@ -100,7 +100,12 @@ def solve(scenario: Scenario, *, solver: str | None = None, time_limit: float | 
     order = sorted(feasible, key=lambda b: (-b.value_bound, b.headcount))
     best: Plan | None = None
     evaluated: dict[int, dict] = {}
-    for rank, b in enumerate(order):
+    econ = economics(scenario)
+    cheapest = min([econ.hire_cost, *econ.rep_cost])
+    rank = -1
+    while order:
+        rank += 1
+        b = order.pop(0)
         incumbent = best.objective() if best is not None else -math.inf
         if b.value_bound <= incumbent + spec.gap * abs(incumbent):
             continue
@@ -113,6 +118,12 @@ def solve(scenario: Scenario, *, solver: str | None = None, time_limit: float | 
         plan, info = plan_for_headcount(scenario, problem, curve, b, rng, until, note,
                                         incumbent)
         evaluated[b.headcount] = info
+        if info.get("over_budget"):
+            # travel took this head count over the budget: smaller ones, by at least the reps
+            # whose cost covers the excess, come first (bigger ones cost more people)
+            fewer = b.headcount - max(1, math.ceil(info["over_budget"] / cheapest))
+            order = ([c for c in order if c.headcount <= fewer]
+                     + [c for c in order if c.headcount > fewer])
         if plan is not None:
             note(f"N={b.headcount}: objective {plan.objective():,.0f}, "
                  f"bound {min(info['lp_bound'], b.value_bound):,.0f}")
@@ -133,7 +144,7 @@ def solve(scenario: Scenario, *, solver: str | None = None, time_limit: float | 
     termination = "gap_reached" if rel_gap <= spec.gap else (
         "search_complete" if searched_all else "time_limit")
     return SolveResult(status, termination, objective, bound, rel_gap, runtime, spec.name,
-                       spec.seed, best, sizing, binding_constraint(scenario, best, bounds), log)
+                       spec.seed, best, sizing, binding_constraint(scenario, best, bounds, evaluated), log)
 
 
 def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: ResponseCurve,
@@ -215,7 +226,8 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
         note(f"N={n}: balance not reached (violation {search.violation():.3g})")
         return None, info
     if plan.costs["total"] > s.strategy.budget * (1 + 1e-9):
-        note(f"N={n}: over budget after travel")
+        info["over_budget"] = plan.costs["total"] - s.strategy.budget
+        note(f"N={n}: over budget after travel by {info['over_budget']:,.0f}")
         return None, info
     info["objective"] = plan.objective()
     return plan, info
@@ -283,10 +295,17 @@ def sizing_table(bounds, evaluated: dict[int, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def binding_constraint(scenario: Scenario, plan: Plan, bounds) -> str:
+def binding_constraint(scenario: Scenario, plan: Plan, bounds,
+                       evaluated: dict[int, dict] | None = None) -> str:
     """Which requirement stops the organisation from growing (or shrinking) further."""
     s = scenario.settings
     n = plan.kpis["headcount"]
+    over = sorted((m, info["over_budget"]) for m, info in (evaluated or {}).items()
+                  if m > n and info.get("over_budget"))
+    if over:  # a bigger organisation was planned and its travel took it over the budget
+        m, excess = over[0]
+        return (f"budget binds: the plan for {m} reps cost {excess:,.0f} more than the budget "
+                f"{s.strategy.budget:,.0f} once travel was counted")
     by_n = {b.headcount: b for b in bounds}
     up = by_n.get(n + 1)
     if n >= s.strategy.headcount.max:

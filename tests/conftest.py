@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import copy
 from pathlib import Path
 from typing import Any, Callable
@@ -183,3 +185,20 @@ def texas_run(texas_result, tmp_path_factory) -> Path:
     from allocator.runs import write_run
 
     return write_run(texas_result, tmp_path_factory.mktemp("texas_models"))
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian chromium driven by playwright, one for the whole session (playwright's
+    synchronous API cannot be started twice at once); missing chromium fails the tests."""
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail("Debian's chromium is not installed (apt-get install chromium): the HTML "
+                    "pages cannot be checked")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, headless=True,
+                                              args=["--no-sandbox", "--disable-gpu"])
+        yield launched
+        launched.close()

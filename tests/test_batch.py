@@ -66,10 +66,8 @@ def dask_cluster():
         yield cluster
 
 
-def rendered(page: Path) -> dict:
+def rendered(browser, page: Path) -> dict:
     """Open a page in headless chromium with the network cut off; what a reader would see."""
-    from playwright.sync_api import sync_playwright
-
     requests: list[str] = []
 
     def only_local(route):
@@ -80,18 +78,16 @@ def rendered(page: Path) -> dict:
             requests.append(url)
             route.abort()
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
-        try:
-            tab = browser.new_page()
-            tab.route("**/*", only_local)
-            tab.goto(page.as_uri())
-            return {"rows": tab.locator("table tbody tr").count(),
-                    "text": tab.inner_text("body"), "external_requests": requests,
-                    "images": tab.eval_on_selector_all(
-                        "img", "els => els.map(e => e.complete && e.naturalWidth)")}
-        finally:
-            browser.close()
+    tab = browser.new_page()
+    try:
+        tab.route("**/*", only_local)
+        tab.goto(page.as_uri())
+        return {"rows": tab.locator("table tbody tr").count(),
+                "text": tab.inner_text("body"), "external_requests": requests,
+                "images": tab.eval_on_selector_all(
+                    "img", "els => els.map(e => e.complete && e.naturalWidth)")}
+    finally:
+        tab.close()
 
 
 def comparable(table: pd.DataFrame) -> pd.DataFrame:
@@ -169,8 +165,8 @@ def test_api_returns_the_comparison(reference, scenarios):
     assert table.attrs["summary"]["solved"] == 6
 
 
-def test_dask_batch_records_the_broken_scenario_and_resumes(scenarios, reference, dask_cluster,
-                                                            tmp_path):
+def test_dask_batch_records_the_broken_scenario_and_resumes(browser, scenarios, reference,
+                                                             dask_cluster, tmp_path):
     models, out = tmp_path / "models", tmp_path / "out"
     args = ["batch", scenarios["a"], scenarios["b"], scenarios["broken"], "--sweep", SWEEP,
             "--scheduler", dask_cluster.scheduler_address, "--models-dir", models, "--out", out,
@@ -192,7 +188,7 @@ def test_dask_batch_records_the_broken_scenario_and_resumes(scenarios, reference
         assert "workload" in message
     good = table[table["status"] != "error"]
     assert len(good) == 6 and good["error"].isna().all()
-    page = rendered(out / "comparison.html")
+    page = rendered(browser, out / "comparison.html")
     assert page["rows"] == 9 and page["external_requests"] == []
     assert "InputError" in page["text"] and "beta strategy.budget=500000" in page["text"]
 

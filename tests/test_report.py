@@ -25,22 +25,6 @@ CHROMIUM = "chromium"  # Debian's package; .ci/run installs it
 
 # --- the browser --------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def browser():
-    """Headless Debian chromium driven by playwright; missing chromium fails the tests."""
-    executable = shutil.which(CHROMIUM)
-    if executable is None:
-        pytest.fail("Debian's chromium is not installed (apt-get install chromium): the HTML "
-                    "pages cannot be checked")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, headless=True,
-                                              args=["--no-sandbox", "--disable-gpu"])
-        yield launched
-        launched.close()
-
-
 def open_page(browser, path: Path, *, hover: str | None = None) -> dict:
     """Load a page offline; return what went wrong, what it drew and its screenshot."""
     context = browser.new_context(offline=True, viewport={"width": 1400, "height": 900})

@@ -37,7 +37,7 @@ def test_headcount_ranges():
         assert "--headcount" in result.output and "Traceback" not in result.output
 
 
-def test_best_point_is_the_head_count_solve_picks(make_scenario, tmp_path):
+def test_best_point_is_the_head_count_solve_picks(browser, make_scenario, tmp_path):
     path = make_scenario(**SIZING_SCENARIO)
     chosen = solve(load_scenario(path))
     picked = int(chosen.plan.kpis["headcount"])
@@ -69,7 +69,7 @@ def test_best_point_is_the_head_count_solve_picks(make_scenario, tmp_path):
 
     png = (out / "sizing.png").read_bytes()
     assert png.startswith(b"\x89PNG")
-    page = rendered(out / "sizing.html")
+    page = rendered(browser, out / "sizing.html")
     assert page["external_requests"] == []
     assert len(page["images"]) == 1 and page["images"][0] > 500  # the inlined chart shows
     assert page["rows"] == 6 and f"Best head count {picked}" in page["text"]

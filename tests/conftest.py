@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-
 import copy
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from allocator import clock
 from allocator.geometry import neighbours
 from allocator.scenario import Scenario
 from allocator.solvers import solve_lp
@@ -313,6 +314,7 @@ class LocalSearch:
             improved = 0
             violation = self.violation()
             order = np.argsort(-problem.travel_rate, kind="stable")
+            clock.charge_moves(len(order))
             for i in order:
                 i = int(i)
                 if self.fixed[i]:

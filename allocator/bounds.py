@@ -22,12 +22,12 @@ valid because each unit's pairs sum to one.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import highspy
 import numpy as np
 
+from allocator import clock
 from allocator.alignment import AlignmentProblem
 from allocator.response import conjugate, price_grid
 from allocator.scenario import Scenario
@@ -54,7 +54,7 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
                        max_rounds: int = 60, columns_per_round: int = 20,
                        lp_method: str = "simplex", strong_links: bool | None = None) -> LpBound:
     s = scenario.settings
-    t0 = time.perf_counter()
+    t0 = clock.now()
     n = scenario.n_units
     sites = scenario.sites["unit"].to_numpy()
     S = len(sites)
@@ -107,6 +107,7 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
     strong = len(pairs) <= 20_000 if strong_links is None else strong_links
     rounds = 0
     value = -np.inf
+    last: LpBound | None = None
     while True:
         rounds += 1
         pu, ps = pairs[:, 0], pairs[:, 1]
@@ -213,7 +214,7 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
         row_hi[r_budget] = s.strategy.budget - constant
 
         h = solve_lp(cost, lower, upper, row_lo, row_hi, start, row, val, solver=lp_method,
-                     time_limit=max(1.0, time_limit - (time.perf_counter() - t0)))
+                     time_limit=max(1.0, time_limit - (clock.now() - t0)))
         status = h.getModelStatus()
         if status == highspy.HighsModelStatus.kInfeasible:
             # pruning can only make the LP infeasible if the full one is too; check the full
@@ -223,8 +224,9 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
                 continue
             return LpBound(headcount, -np.inf, True, False, rounds, P)
         if status != highspy.HighsModelStatus.kOptimal:
-            # out of time inside the LP: no valid dual, fall back to the sizing bound
-            return LpBound(headcount, np.inf, False, True, rounds, P)
+            # out of time inside the LP: no valid dual from this round; the previous round's
+            # Farley bound still holds (or, in the first round, only the sizing bound)
+            return last if last is not None else LpBound(headcount, np.inf, False, True, rounds, P)
         solution = h.getSolution()
         objective = h.getInfo().objective_function_value
         z = -(objective + constant)  # back to the max form (contribution, or minus cost)
@@ -248,8 +250,9 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
         negative[pu, ps] = False
         if not negative.any():
             return LpBound(headcount, z, True, True, rounds, P, keep_value, hire_value)
-        if rounds >= max_rounds or time.perf_counter() - t0 > time_limit:
-            return LpBound(headcount, value, False, True, rounds, P, keep_value, hire_value)
+        last = LpBound(headcount, value, False, True, rounds, P, keep_value, hire_value)
+        if rounds >= max_rounds or clock.now() - t0 > time_limit:
+            return last
         # add the most negative columns of every unit that has some
         take = np.argsort(np.where(negative, all_rc, np.inf), axis=1)[:, :columns_per_round]
         iu = np.repeat(np.arange(n), take.shape[1])

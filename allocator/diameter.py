@@ -15,13 +15,13 @@ feasibility problems.
 from __future__ import annotations
 
 import math
-import time
 from collections import deque
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
+from allocator import clock
 from allocator.alignment import AlignmentProblem, Staffing
 from allocator.exceptions import SpecificationError
 from allocator.scenario import Scenario
@@ -30,7 +30,8 @@ MAX_UNITS = 8000  # the distance matrix is n x n floats
 # annealing of conflicts + weight x balance violation (violation in means per rep)
 TEMPERATURE = 0.3  # a move adding one conflict is taken about once in 28 tries
 WEIGHT_START, WEIGHT_MIN, WEIGHT_STEP = 50.0, 5.0, 1.02
-STALE = 100_000  # moves without a better plan before going back to the best one
+STALE = 100_000
+SECONDS_PER_MOVE = 3.3e-5  # one tried move, on the 2-core reference machine  # moves without a better plan before going back to the best one
 
 
 def unit_distances(scenario: Scenario) -> np.ndarray:
@@ -172,7 +173,8 @@ class DiameterSearch:
         while True:
             self.iterations += 1
             if self.iterations % 256 == 0:
-                if time.perf_counter() >= deadline:
+                clock.charge(256 * SECONDS_PER_MOVE)
+                if clock.now() >= deadline:
                     break
                 weight = (weight * WEIGHT_STEP if violation.sum() > 1e-12
                           else max(weight / WEIGHT_STEP, WEIGHT_MIN))

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 
 import numpy as np
 import pandas as pd
 
+from allocator import clock
 from allocator.alignment import (
     AlignmentProblem,
     LocalSearch,
@@ -79,7 +79,7 @@ def solve_districting(scenario: Scenario, spec, note, started: float):
             "or loosen the alignment.balance tolerances")
     plan = make_plan(scenario, AlignmentProblem.from_scenario(scenario), staffing, assignment)
     assert_plan(plan)
-    runtime = time.perf_counter() - started
+    runtime = clock.now() - started
     objective = -plan.objective()
     bound = None
     if not diameter:
@@ -132,7 +132,7 @@ def _location_allocation(problem: AlignmentProblem, staffing: Staffing, spec, un
     time re-solves neighbourhoods exactly (LNS).
     """
     s = problem.scenario.settings
-    started = time.perf_counter()
+    started = clock.now()
     assignment, search = align(problem, staffing, s.alignment.candidates, s.alignment.contiguity)
     if search.violation() > 1e-9:
         staffing, assignment = move_hire_repair(problem, staffing, assignment)
@@ -141,7 +141,7 @@ def _location_allocation(problem: AlignmentProblem, staffing: Staffing, spec, un
     note(f"alignment: violation {best[0]:.3g}, travel {best[1]:,.2f}")
     for round_ in range(100):
         moved = relocate_centres(problem, best_state[0], best_state[1])
-        if moved is None or time.perf_counter() > started + 0.8 * (until - started):
+        if moved is None or clock.now() > started + 0.8 * (until - started):
             break
         search = LocalSearch(problem, moved, best_state[1], s.alignment.contiguity)
         search.run()

@@ -9,10 +9,10 @@ start, so a re-solve never makes things worse.
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
+from allocator import clock
 from allocator.alignment import AlignmentProblem, LocalSearch, Staffing, site_needs
 from allocator.formulation import build_subproblem, hint_flows
 from allocator.settings import SolverSpec
@@ -56,7 +56,7 @@ def lns(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
     stats = {"resolves": 0, "improved": 0}
     quiet = 0
     order = list(rng.permutation(T))
-    while time.perf_counter() < deadline - 0.5 and quiet < T:
+    while clock.now() < deadline - 0.5 and quiet < T:
         lower, upper = search.lower, search.upper
         over = (np.maximum(search.load - upper, 0) + np.maximum(lower - search.load, 0)).sum(1)
         violated = np.flatnonzero(over > 1e-9)
@@ -81,7 +81,7 @@ def lns(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
         for (i, t), var in sub.x.items():
             var.setInitialValue(1 if search.assignment[i] == t else 0)
         hint_flows(sub, problem, search.assignment, {t: int(staffing.sites[t]) for t in terrs})
-        left = deadline - time.perf_counter()
+        left = deadline - clock.now()
         outcome = solve_mip(sub.model, spec.name, time_limit=min(5.0, max(0.2, left - 0.3)),
                             gap=1e-4, seed=spec.seed, threads=spec.threads)
         stats["resolves"] += 1

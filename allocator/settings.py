@@ -230,6 +230,10 @@ class SolverSpec(_Section):
     gap: float = Field(0.005, ge=0, lt=1, description="stop when the relative gap is below this")
     seed: int = 0
     threads: int = Field(1, ge=1)
+    deterministic: bool = Field(
+        True, description="count the search's work instead of reading the wall clock, so that "
+        "a seed gives the same plan on any machine load (the wall clock stays a safety stop at "
+        "three times the limit)")
     exact_max_pairs: int = Field(
         6000, ge=0, description="largest unit x site model the chosen solver gets whole"
     )

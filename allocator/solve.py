@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from allocator import clock
 from allocator.alignment import (AlignmentProblem, LocalSearch, align, balance_violation,
                                  choose_reps, ensure_site_capacity, place_hires, staffing_from,
                                  staffing_from_lp)
@@ -73,8 +73,14 @@ def solve(scenario: Scenario, *, solver: str | None = None, time_limit: float | 
     if overrides:
         scenario = scenario.with_settings(solver=overrides)
     spec = scenario.settings.solver
+    with clock.running(clock.SearchClock(spec.deterministic, spec.time_limit)) as search:
+        result = _solve(scenario, spec, progress)
+    return dataclasses.replace(result, runtime_s=search.wall())
+
+
+def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
     say = progress or (lambda message: None)
-    started = time.perf_counter()
+    started = clock.now()
     deadline = started + spec.time_limit
     log: list[str] = []
 
@@ -109,7 +115,7 @@ def solve(scenario: Scenario, *, solver: str | None = None, time_limit: float | 
         incumbent = best.objective() if best is not None else -math.inf
         if b.value_bound <= incumbent + spec.gap * abs(incumbent):
             continue
-        now = time.perf_counter()
+        now = clock.now()
         if now > deadline:
             break
         # the best-bound head count gets most of the time; later ones share what is left
@@ -129,7 +135,7 @@ def solve(scenario: Scenario, *, solver: str | None = None, time_limit: float | 
                  f"bound {min(info['lp_bound'], b.value_bound):,.0f}")
             if best is None or plan.objective() > best.objective():
                 best = plan
-    runtime = time.perf_counter() - started
+    runtime = clock.now() - started
     sizing = sizing_table(bounds, evaluated)
     if best is None:
         raise NoSolutionError("no plan found within the time limit; raise solver.time_limit or "
@@ -158,7 +164,7 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
     spec = s.solver
     n = bound.headcount
     lp = headcount_lp_bound(scenario, problem, n, curve,
-                            time_limit=min(30.0, max(1.0, 0.4 * (until - time.perf_counter()))))
+                            time_limit=min(30.0, max(1.0, 0.4 * (until - clock.now()))))
     info: dict = {"lp_bound": lp.value, "lp_exact": lp.exact}
     if not lp.feasible:
         note(f"N={n}: the LP relaxation is infeasible")
@@ -187,19 +193,19 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
         staffing = ensure_site_capacity(problem, staffing)
         # the first staffing gets most of the time; a second one is tried if it cannot balance
         stop = until if attempt == len(staffings) - 1 else \
-            time.perf_counter() + 0.6 * (until - time.perf_counter())
+            clock.now() + 0.6 * (until - clock.now())
         assignment, search = align(problem, staffing, s.alignment.candidates,
                                    s.alignment.contiguity)
         violation = search.violation()
         # repair rounds: team merges, hire moves, then exact re-solves, while balance improves
-        while violation > 1e-9 and time.perf_counter() < stop - 1.0:
+        while violation > 1e-9 and clock.now() < stop - 1.0:
             staffing, assignment = merge_repair(problem, staffing, assignment)
             staffing, assignment = move_hire_repair(problem, staffing, assignment)
             if balance_violation(problem, staffing, assignment) > 1e-9:
                 # letting an existing rep go costs contribution: only when hires cannot fix it
                 staffing, assignment = move_hire_repair(problem, staffing, assignment,
                                                         release=True)
-            short = min(stop, time.perf_counter() + max(2.0, 0.25 * (stop - time.perf_counter())))
+            short = min(stop, clock.now() + max(2.0, 0.25 * (stop - clock.now())))
             assignment, stats = lns(problem, staffing, assignment, spec, short, rng)
             info.update(stats)
             violation = balance_violation(problem, staffing, assignment)
@@ -214,11 +220,11 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
             plan = make_plan(scenario, problem, staffing, search.assignment)
             break
     small = problem.n * min(s.alignment.candidates, len(scenario.sites)) <= spec.exact_max_pairs
-    if small and time.perf_counter() < until - 1.0:
+    if small and clock.now() < until - 1.0:
         # the whole model is pruned to each unit's nearest sites, so its bound is not a bound
         # of the head count; only its plan is used
         exact = solve_whole(scenario, problem, curve, n, plan, spec,
-                            until - time.perf_counter())
+                            until - clock.now())
         if exact is not None and (plan is None or exact.objective() > plan.objective()):
             plan = exact
     info["violation"] = search.violation()

@@ -22,6 +22,7 @@ import numpy as np
 import pulp
 from ortools.sat.python import cp_model
 
+from allocator import clock
 from allocator.exceptions import SolverError
 
 SOLVERS = ("cpsat", "highs", "cbc")
@@ -47,7 +48,10 @@ def solve_mip(model: pulp.LpProblem, solver: str, *, time_limit: float, gap: flo
         outcome = _solve_cbc(model, time_limit, gap, seed, threads, warm_start)
     else:
         raise SolverError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
-    return MipOutcome(outcome[0], outcome[1], outcome[2], time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    if solver != "cpsat":  # no deterministic measure of their work: the wall time is charged
+        clock.charge(elapsed)
+    return MipOutcome(outcome[0], outcome[1], outcome[2], elapsed)
 
 
 # -- CP-SAT ----------------------------------------------------------------------------------
@@ -97,11 +101,20 @@ def _solve_cpsat(model, time_limit, gap, seed, threads, warm_start):
     else:
         cp.minimize(objective)
     engine = cp_model.CpSolver()
-    engine.parameters.max_time_in_seconds = max(0.1, time_limit)
+    if clock.current().deterministic:
+        # in CP-SAT's deterministic time, so that the answer does not depend on machine load;
+        # the wall clock only as a safety stop
+        engine.parameters.max_deterministic_time = max(0.1, time_limit) / \
+            clock.CPSAT_SECONDS_PER_DETERMINISTIC_SECOND
+        engine.parameters.max_time_in_seconds = clock.SAFETY * max(0.1, time_limit) + 1.0
+    else:
+        engine.parameters.max_time_in_seconds = max(0.1, time_limit)
     engine.parameters.relative_gap_limit = gap
     engine.parameters.random_seed = seed
     engine.parameters.num_workers = threads
     code = engine.solve(cp)
+    clock.charge(engine.response_proto.deterministic_time
+                 * clock.CPSAT_SECONDS_PER_DETERMINISTIC_SECOND)
     if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return ("infeasible" if code == cp_model.INFEASIBLE else "no_solution", None, None)
     for var in variables:
@@ -218,8 +231,16 @@ def solve_lp(cost: np.ndarray, col_lower: np.ndarray, col_upper: np.ndarray,
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
+    search = clock.current()
+    per_iteration = clock.lp_iteration_seconds(lp.num_row_, len(lp.a_matrix_.value_))
+    if search.deterministic and "time_limit" in options:
+        # a limit in work (simplex iterations), not in wall seconds; the wall limit is a safety
+        limit = options.pop("time_limit")
+        options["simplex_iteration_limit"] = max(1000, int(limit / per_iteration))
+        options["time_limit"] = clock.SAFETY * limit + 5.0
     for key, val in options.items():
         h.setOptionValue(key, val)
     h.passModel(lp)
     h.run()
+    clock.charge(h.getInfo().simplex_iteration_count * per_iteration)
     return h

@@ -297,7 +297,7 @@ def sizing_table(bounds, evaluated: dict[int, dict]) -> pd.DataFrame:
         rows.append(dict(headcount=b.headcount, feasible=b.feasible, kept=b.kept, hires=b.hires,
                          sizing_bound=b.value_bound, lp_bound=lp if info else None,
                          bound=min(b.value_bound, lp), objective=info.get("objective"),
-                         reason=b.reason))
+                         over_budget=info.get("over_budget"), reason=b.reason))
     return pd.DataFrame(rows)
 
 

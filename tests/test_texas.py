@@ -141,7 +141,9 @@ def _budget_binds(scenario, result) -> bool:
     """Whether the budget stops one more rep: the next head count costs more than the budget.
 
     Judged from the plan's own cost plus the cheapest extra rep (a hire, or an existing rep who
-    was let go and could stay), and from the sizing table's reason for the next head count.
+    was let go and could stay), from the sizing table's reason for the next head count, and
+    from any bigger head count whose plan the table records over the budget once travel was
+    counted (checked against the budget here).
     """
     plan = result.plan
     s = scenario.settings
@@ -154,7 +156,10 @@ def _budget_binds(scenario, result) -> bool:
     extra += (econ.managers(n + 1) - econ.managers(n)) * econ.manager_cost
     sizing = result.sizing.set_index("headcount")
     next_reason = str(sizing.loc[n + 1, "reason"]) if n + 1 in sizing.index else ""
-    return plan.costs["total"] + extra > s.strategy.budget or "budget" in next_reason
+    bigger_over = sizing.loc[sizing.index > n, "over_budget"].dropna()
+    assert (bigger_over > 0).all()
+    return (plan.costs["total"] + extra > s.strategy.budget or "budget" in next_reason
+            or len(bigger_over) > 0)
 
 
 def test_original_budget_binding_text(texas, texas_result):

@@ -226,7 +226,10 @@ class QuotaSpec(_Section):
 
 class SolverSpec(_Section):
     name: Literal["cpsat", "highs", "cbc"] = "cpsat"
-    time_limit: float = Field(60.0, gt=0, description="seconds of wall time for the whole solve")
+    time_limit: float = Field(60.0, gt=0, description="seconds for the whole solve: of counted "
+                              "work when 'deterministic' (calibrated to a 2-core machine; the "
+                              "wall time of a solve runs about 1.1 to 1.5 times it), else of "
+                              "wall time")
     gap: float = Field(0.005, ge=0, lt=1, description="stop when the relative gap is below this")
     seed: int = 0
     threads: int = Field(1, ge=1)

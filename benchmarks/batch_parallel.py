@@ -12,8 +12,8 @@ threaded workers. It prints the wall time of each, the ratio parallel / serial (
 0.7 on 2 cores), and whether every scenario got the same assignment under all three executors
 (same seed, same plan).
 
-The solves stop at their time limit (wall clock), so on a busy machine a scenario can get less
-search in one run than in another; the plan comparison shows whether that changed any plan.
+The solves count their work rather than wall seconds (``solver.deterministic``), so a busy
+machine slows them down without changing their plans; the comparison checks exactly that.
 """
 
 from __future__ import annotations

@@ -94,9 +94,5 @@ def lp_iteration_seconds(rows: int, nonzeros: int) -> float:
             + nonzeros * LP_SECONDS_PER_ITERATION_NONZERO)
 
 
-def charge_lp(iterations: int, rows: int, nonzeros: int) -> None:
-    charge(iterations * lp_iteration_seconds(rows, nonzeros))
-
-
 def charge_moves(moves: int) -> None:
     charge(moves * LOCAL_SEARCH_SECONDS_PER_MOVE)

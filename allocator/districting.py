@@ -13,8 +13,8 @@ territory must be connected, and the compactness measure is minimised:
 The search is location-allocation (Hess): centres by weighted k-means on the hire sites; the
 balanced alignment LP, rounding, contiguity repair and local search; exact re-solves of adjacent
 territories (LNS) with the chosen solver; then each territory's centre moves to its weighted
-median site and the alignment is improved again, while travel falls. For ``diameter`` a
-simulated-annealing search on the territories' diameters follows (:mod:`allocator.diameter`).
+median site and the alignment is improved again, while travel falls. For ``diameter`` a search
+that lowers the largest territory diameter follows (:mod:`allocator.diameter`).
 
 Bound: for ``travel``, the LP relaxation of the alignment with the final centres over *all*
 unit-centre pairs (column generation), which bounds the plan given its centres. For

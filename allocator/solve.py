@@ -48,7 +48,7 @@ class SolveResult:
     """Why the search stopped, kept apart from how good the answer is."""
 
     status: str  # optimal | feasible | infeasible | no_solution
-    termination: str  # gap_reached | time_limit | search_complete
+    termination: str  # gap_reached | time_limit | search_complete | wall_clock_safety
     objective: float | None
     bound: float | None
     gap: float | None
@@ -75,7 +75,10 @@ def solve(scenario: Scenario, *, solver: str | None = None, time_limit: float | 
     spec = scenario.settings.solver
     with clock.running(clock.SearchClock(spec.deterministic, spec.time_limit)) as search:
         result = _solve(scenario, spec, progress)
-    return dataclasses.replace(result, runtime_s=search.wall())
+    termination = result.termination
+    if search.safety_stopped:  # the machine ran far slower than the work clock assumes
+        termination = "wall_clock_safety"
+    return dataclasses.replace(result, runtime_s=search.wall(), termination=termination)
 
 
 def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:

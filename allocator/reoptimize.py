@@ -33,11 +33,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 from typing import Callable
 
@@ -1447,72 +1446,41 @@ def write_reoptimized_run(result: ReoptimizeResult, models_dir: str | Path,
                           people_file: str | Path | None = None,
                           locks_file: str | Path | None = None) -> Path:
     """Write the new run folder (atomically, never over an earlier run) and return its path."""
-    from allocator.maps import write_map, write_territory_polygons
-    from allocator.runs import headcount_table, result_record, write_rep_plans
+    from allocator.runs import write_run
     from allocator.solve import SolveResult
 
     plan = result.plan
-    base = Path(models_dir) / plan.scenario.name
-    base.mkdir(parents=True, exist_ok=True)
     solve_result = SolveResult(status="feasible", termination=result.outcome.termination,
                                objective=plan.objective(), bound=None, gap=None,
                                runtime_s=result.runtime_s, solver=result.solver, seed=result.seed,
                                plan=plan, sizing=pd.DataFrame(), binding="people fixed (mid-year)",
                                log=result.log)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    run_id = f"{stamp}-{plan.scenario.sha256[:8]}-s{result.seed}-reopt"
-    tmp = base / f".tmp-{run_id}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
-        plan.units.to_csv(tmp / "assignment.csv", index=False)
-        plan.territories.to_csv(tmp / "territories.csv", index=False)
-        headcount_table(plan).to_csv(tmp / "headcount.csv", index=False)
-        plan.quotas.to_csv(tmp / "quotas.csv", index=False)
-        result.quota_detail.to_csv(tmp / "quota_reset.csv", index=False)
-        result.moves.to_csv(tmp / "moves.csv", index=False)
-        write_rep_plans(plan, tmp / "rep_plans")
-        write_territory_polygons(plan, tmp / "territories.gpkg")
-        write_map(plan, tmp / "map.png")
-        curve_rows = None
-        if result.tradeoff is not None:
-            curve = result.tradeoff.drop(columns=["assignment"])
-            curve.to_csv(tmp / "tradeoff.csv", index=False)
-            write_tradeoff_chart(curve, result.disruption["measure"], tmp / "tradeoff.png")
-            curve_rows = curve.to_dict(orient="records")
+    curve = None if result.tradeoff is None else result.tradeoff.drop(columns=["assignment"])
+
+    def write_extra(folder: Path) -> None:
+        result.quota_detail.to_csv(folder / "quota_reset.csv", index=False)
+        result.moves.to_csv(folder / "moves.csv", index=False)
+        if curve is not None:
+            curve.to_csv(folder / "tradeoff.csv", index=False)
+            write_tradeoff_chart(curve, result.disruption["measure"], folder / "tradeoff.png")
         for name, source in (("people.yaml", people_file), ("locks" + (
                 Path(locks_file).suffix if locks_file else ""), locks_file)):
             if source is not None:
-                shutil.copyfile(source, tmp / name)
-        candidate, k = run_id, 1
-        while (base / candidate).exists():
-            k += 1
-            candidate = f"{run_id}-{k}"
-        record = result_record(solve_result, candidate)
-        record["scenario_file"] = result.parent.result.get("scenario_file")
-        record["parent_run"] = str(Path(result.parent.path).resolve())
-        record["parent_run_id"] = result.parent.run_id
-        record["parent_objective"] = result.objective_before
-        record["kind"] = "reoptimized"
-        record["disruption"] = result.disruption
-        record["quotas"] = result.quota_summary
-        record["people_changes"] = {**result.people.as_dict(), **_people_record(result.mid)}
-        record["tradeoff"] = curve_rows
-        from allocator.runs import _plain
+                shutil.copyfile(source, folder / name)
 
-        record = _plain(record)
-        (tmp / "result.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        for path in tmp.rglob("*"):
-            if path.is_file():
-                with open(path, "rb") as handle:
-                    os.fsync(handle.fileno())
-        final = base / candidate
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+    record = {
+        "scenario_file": result.parent.result.get("scenario_file"),
+        "parent_run": str(Path(result.parent.path).resolve()),
+        "parent_run_id": result.parent.run_id,
+        "parent_objective": result.objective_before,
+        "kind": "reoptimized",
+        "disruption": result.disruption,
+        "quotas": result.quota_summary,
+        "people_changes": {**result.people.as_dict(), **_people_record(result.mid)},
+        "tradeoff": None if curve is None else curve.to_dict(orient="records"),
+    }
+    return write_run(solve_result, models_dir, suffix="-reopt", write_extra=write_extra,
+                     record_extra=record)
 
 
 def _people_record(mid: MidYear) -> dict:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from allocator.exceptions import InputError
-from allocator.runs import RunRecord, read_run
+from allocator.runs import RunRecord, read_run, read_run_table
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -213,15 +213,7 @@ def _read_change_table(run: RunRecord, name: str, columns: list[str]) -> pd.Data
         raise InputError("a re-optimised run folder must hold this file", file=str(file))
     ids = {c: str for c in ("unit_id", "name", "from_territory", "from_rep", "to_territory",
                             "to_rep", "rep_id", "territory_id", "kind")}
-    try:
-        frame = pd.read_csv(file, dtype=ids, keep_default_na=False,
-                            na_values={c: [""] for c in columns if c not in ids})
-    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise InputError(f"cannot read run table: {err}", file=str(file)) from None
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InputError(f"missing column(s) {missing}", file=str(file), column=missing[0])
-    return frame
+    return read_run_table(file, columns, ids)
 
 
 def _move_hover(changes: Changes, currency: str) -> tuple[np.ndarray, str]:

@@ -77,14 +77,17 @@ def result_record(result: SolveResult, run_id: str) -> dict[str, Any]:
     }
 
 
-def write_run(result: SolveResult, models_dir: str | Path, model_writer=None) -> Path:
-    """Write the run folder and return its path. ``model_writer(path)`` writes ``model.mps``."""
+def write_run(result: SolveResult, models_dir: str | Path, model_writer=None, *,
+              suffix: str = "", write_extra=None, record_extra: dict | None = None) -> Path:
+    """Write the run folder and return its path. ``model_writer(path)`` writes ``model.mps``;
+    ``write_extra(folder)`` adds files of a particular kind of run, ``record_extra`` its keys
+    of ``result.json``, and ``suffix`` ends its run id."""
     from allocator.maps import write_map, write_territory_polygons
 
     plan = result.plan
     base = Path(models_dir) / plan.scenario.name
     base.mkdir(parents=True, exist_ok=True)
-    run_id = new_run_id(result)
+    run_id = new_run_id(result) + suffix
     tmp = base / f".tmp-{run_id}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -99,8 +102,11 @@ def write_run(result: SolveResult, models_dir: str | Path, model_writer=None) ->
             model_writer(tmp / "model.mps")
         write_territory_polygons(plan, tmp / "territories.gpkg")
         write_map(plan, tmp / "map.png")
+        if write_extra is not None:
+            write_extra(tmp)
         final, run_id = _free_name(base, run_id)
         record = result_record(result, run_id)
+        record.update(_plain(record_extra or {}))
         (tmp / "result.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         _fsync_tree(tmp)
         os.rename(tmp, final)  # atomic on one file system; fails rather than overwrite
@@ -285,19 +291,26 @@ def read_run(path: str | Path) -> RunRecord:
         "quotas": ["rep_id", "territory_id", *[f"{m:02d}" for m in range(1, 13)], "annual"],
     }
     for name, columns in needed.items():
-        file = folder / f"{name}.csv"
-        try:
-            frame = pd.read_csv(file, dtype=_ID_COLUMNS, keep_default_na=False,
-                                na_values={c: [""] for c in columns if c not in _ID_COLUMNS})
-        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            raise InputError(f"cannot read run table: {err}", file=str(file)) from None
-        missing_columns = [c for c in columns if c not in frame.columns]
-        if missing_columns:
-            raise InputError(f"missing column(s) {missing_columns}", file=str(file),
-                             column=missing_columns[0])
-        tables[name] = frame
+        tables[name] = read_run_table(folder / f"{name}.csv", columns)
     return RunRecord(path=folder, run_id=str(result["run_id"]), result=result,
                      scenario_file=_find_scenario_file(folder, result["scenario_file"]), **tables)
+
+
+def read_run_table(file: Path, columns: list[str], ids: dict | None = None):
+    """A table of a run folder with ``columns`` required; id columns (``ids``, default the
+    plan tables' ids) stay text, and an empty numeric cell is missing, not zero."""
+    import pandas as pd
+
+    ids = _ID_COLUMNS if ids is None else ids
+    try:
+        frame = pd.read_csv(file, dtype=ids, keep_default_na=False,
+                            na_values={c: [""] for c in columns if c not in ids})
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise InputError(f"cannot read run table: {err}", file=str(file)) from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"missing column(s) {missing}", file=str(file), column=missing[0])
+    return frame
 
 
 def _find_scenario_file(folder: Path, recorded: str) -> Path | None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -36,22 +35,12 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 import synthetic  # noqa: E402
 
-from allocator.scenario import load_scenario  # noqa: E402
-from allocator.solve import solve  # noqa: E402
-
 SIZES = {400: (20, 10, 10.0), 1600: (40, 20, 20.0), 4900: (70, 50, 30.0)}
 
 
 def ours(units, edges, k, tolerance, limit, solver, seed):
-    with tempfile.TemporaryDirectory() as tmp:
-        path = synthetic.write_districting(Path(tmp), units, edges, k, tolerance, limit, solver,
-                                           seed)
-        started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = solve(load_scenario(path))
-        elapsed = time.perf_counter() - started
-    labels = result.plan.units["territory_id"].astype("category").cat.codes.to_numpy()
+    result, labels, elapsed = synthetic.solve_districting(units, edges, k, tolerance, limit,
+                                                          solver, seed)
     return labels, elapsed, result.gap
 
 

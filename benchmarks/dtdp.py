@@ -11,7 +11,8 @@ territory connected; minimise the largest territory diameter (largest shortest-p
 ``distance`` over the whole graph between two units of a territory).
 
 Each instance goes through the engine's ordinary interface: a scenario file (units, edges with
-lengths, every unit a possible centre) written to a temporary folder, loaded and solved with
+lengths, every unit a possible centre; ``synthetic.write_districting``) written to a temporary
+folder, loaded and solved with
 ``strategy.objective: balance`` and ``alignment.compactness: diameter``. The plan is then
 re-checked here, independently of the engine (networkx shortest paths, balance from the graph's
 own attributes). Instances are read from where they are; nothing is copied.
@@ -22,27 +23,25 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import networkx as nx
 import numpy as np
 import pandas as pd
-import yaml
 
-from allocator.exceptions import AllocatorError
-from allocator.scenario import load_scenario
-from allocator.solve import solve
+sys.path.insert(0, str(Path(__file__).parent))
+import synthetic  # noqa: E402
+
+from allocator.exceptions import AllocatorError  # noqa: E402
 
 ACTIVITIES = ("workload", "n_customers", "demand")
 TOLERANCE = 0.05
 TERRITORIES = 10
 
 
-def write_scenario(graph: nx.Graph, folder: Path, time_limit: float, seed: int,
-                   solver: str) -> Path:
+def graph_tables(graph: nx.Graph) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The instance's units (position and the three activities) and edges with their length."""
     nodes = sorted(graph.nodes, key=int)
     units = pd.DataFrame({
         "unit_id": nodes,
@@ -50,28 +49,9 @@ def write_scenario(graph: nx.Graph, folder: Path, time_limit: float, seed: int,
         "y": [graph.nodes[v]["y"] for v in nodes],
         **{a: [graph.nodes[v][a] for v in nodes] for a in ACTIVITIES},
     })
-    units.to_csv(folder / "units.csv", index=False)
-    pd.DataFrame([(a, b, d["distance"]) for a, b, d in graph.edges(data=True)],
-                 columns=["a", "b", "distance"]).to_csv(folder / "edges.csv", index=False)
-    pd.DataFrame({"unit_id": nodes, "max_hires": 1}).to_csv(folder / "sites.csv", index=False)
-    settings = {
-        "name": "dtdp",
-        "units": {"table": "units.csv", "x": "x", "y": "y", "lon": None, "lat": None,
-                  "coordinates": "planar", "potential": "demand",
-                  "last_year_sales": "demand"},
-        "adjacency": {"source": "edges", "edges": "edges.csv", "length": "distance",
-                      "islands": "error"},
-        "hiring": {"sites": {"table": "sites.csv"}},
-        "strategy": {"objective": "balance",
-                     "headcount": {"min": TERRITORIES, "max": TERRITORIES}},
-        "alignment": {"balance": [{"measure": a, "tolerance": TOLERANCE} for a in ACTIVITIES],
-                      "contiguity": True, "compactness": "diameter",
-                      "max_reps_per_territory": 1},
-        "solver": {"time_limit": time_limit, "seed": seed, "name": solver},
-    }
-    path = folder / "scenario.yaml"
-    path.write_text(yaml.safe_dump(settings, sort_keys=False))
-    return path
+    edges = pd.DataFrame([(a, b, d["distance"]) for a, b, d in graph.edges(data=True)],
+                         columns=["a", "b", "length"])
+    return units, edges
 
 
 def recheck(graph: nx.Graph, assignment: dict[str, str]) -> tuple[bool, float, list[str]]:
@@ -132,17 +112,15 @@ def main() -> int:
     rows = []
     for file in files:
         graph = nx.read_graphml(file)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = write_scenario(graph, Path(tmp), args.time_limit, args.seed, args.solver)
-            started = time.perf_counter()
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    result = solve(load_scenario(path))
-            except AllocatorError as err:  # recorded, and the other instances go on
-                result = None
-                problems = [str(err)]
-            elapsed = time.perf_counter() - started
+        units, edges = graph_tables(graph)
+        started = time.perf_counter()
+        try:
+            result, _, elapsed = synthetic.solve_districting(
+                units, edges, TERRITORIES, TOLERANCE, args.time_limit, args.solver, args.seed,
+                measures=ACTIVITIES, compactness="diameter", potential="demand", name="dtdp")
+        except AllocatorError as err:  # recorded, and the other instances go on
+            result, elapsed = None, time.perf_counter() - started
+            problems = [str(err)]
         if result is not None:
             units = result.plan.units
             feasible, diameter, problems = recheck(

@@ -19,9 +19,6 @@ import json
 import resource
 import subprocess
 import sys
-import tempfile
-import time
-import warnings
 from pathlib import Path
 
 LADDER = {1000: (40, 25, 20, 30.0), 10000: (100, 100, 100, 60.0),
@@ -32,20 +29,10 @@ def child(units_count: int, solver: str, time_limit: float | None) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     import synthetic
 
-    from allocator.scenario import load_scenario
-    from allocator.solve import solve
-
     side, width, territories, limit = LADDER[units_count]
     units, edges = synthetic.lattice(side, width=width, jitter=0.3)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = synthetic.write_districting(Path(tmp), units, edges, territories, 0.05,
-                                           time_limit or limit, solver)
-        started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = solve(load_scenario(path))
-        elapsed = time.perf_counter() - started
-    labels = result.plan.units["territory_id"].astype("category").cat.codes.to_numpy()
+    result, labels, elapsed = synthetic.solve_districting(units, edges, territories, 0.05,
+                                                          time_limit or limit, solver)
     metrics = synthetic.territory_metrics(units, edges, labels)
     print(json.dumps({
         "units": len(units), "territories": territories, "solver": solver,

@@ -32,31 +32,60 @@ def lattice(side: int, seed: int = 0, jitter: float = 0.0, sigma: float = 0.5,
 
 def write_districting(folder: Path, units: pd.DataFrame, edges: pd.DataFrame, territories: int,
                       tolerance: float, time_limit: float, solver: str = "cpsat",
-                      seed: int = 0) -> Path:
+                      seed: int = 0, measures: tuple[str, ...] = ("workload",),
+                      compactness: str = "travel", potential: str = "workload",
+                      name: str | None = None) -> Path:
     """A scenario asking for ``territories`` balanced, contiguous, compact territories (every
-    unit a possible centre), minimising workload x distance to the centre."""
+    unit a possible centre): each of ``measures`` within ``tolerance`` of its mean, minimising
+    ``compactness`` (``travel``: workload x distance to the centre; ``diameter``, by the edges'
+    ``length`` column when they have one). ``potential`` also stands for last year's sales."""
     folder.mkdir(parents=True, exist_ok=True)
-    table = units.assign(potential=units["workload"], last_year_sales=units["workload"])
-    table.to_csv(folder / "units.csv", index=False)
+    units.to_csv(folder / "units.csv", index=False)
     edges.to_csv(folder / "edges.csv", index=False)
     pd.DataFrame({"unit_id": units["unit_id"], "max_hires": 1}).to_csv(folder / "sites.csv",
                                                                        index=False)
     settings = {
-        "name": f"lattice{len(units)}",
+        "name": name or f"lattice{len(units)}",
         "units": {"table": "units.csv", "x": "x", "y": "y", "lon": None, "lat": None,
-                  "coordinates": "planar"},
-        "adjacency": {"source": "edges", "edges": "edges.csv", "islands": "error"},
+                  "coordinates": "planar", "potential": potential,
+                  "last_year_sales": potential},
+        "adjacency": {"source": "edges", "edges": "edges.csv", "islands": "error",
+                      **({"length": "length"} if "length" in edges else {})},
         "hiring": {"sites": {"table": "sites.csv"}},
         "strategy": {"objective": "balance",
                      "headcount": {"min": territories, "max": territories}},
-        "alignment": {"balance": [{"measure": "workload", "tolerance": tolerance}],
-                      "contiguity": True, "compactness": "travel",
+        "alignment": {"balance": [{"measure": m, "tolerance": tolerance} for m in measures],
+                      "contiguity": True, "compactness": compactness,
                       "max_reps_per_territory": 1},
         "solver": {"time_limit": time_limit, "seed": seed, "name": solver},
     }
     path = folder / "scenario.yaml"
     path.write_text(yaml.safe_dump(settings, sort_keys=False))
     return path
+
+
+def solve_districting(units: pd.DataFrame, edges: pd.DataFrame, territories: int,
+                      tolerance: float, time_limit: float, solver: str = "cpsat", seed: int = 0,
+                      **options):
+    """Solve it through the ordinary interface; the result, each unit's territory label (in
+    the order of ``units``) and the wall seconds of loading and solving."""
+    import tempfile
+    import time
+    import warnings
+
+    from allocator.scenario import load_scenario
+    from allocator.solve import solve
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_districting(Path(tmp), units, edges, territories, tolerance, time_limit,
+                                 solver, seed, **options)
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = solve(load_scenario(path))
+        elapsed = time.perf_counter() - started
+    labels = result.plan.units["territory_id"].astype("category").cat.codes.to_numpy()
+    return result, labels, elapsed
 
 
 def territory_metrics(units: pd.DataFrame, edges: pd.DataFrame, labels: np.ndarray

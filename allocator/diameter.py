@@ -15,6 +15,7 @@ feasibility problems.
 from __future__ import annotations
 
 import math
+import random
 from collections import deque
 
 import numpy as np
@@ -31,7 +32,9 @@ MAX_UNITS = 8000  # the distance matrix is n x n floats
 TEMPERATURE = 0.3  # a move adding one conflict is taken about once in 28 tries
 WEIGHT_START, WEIGHT_MIN, WEIGHT_STEP = 50.0, 5.0, 1.02
 STALE = 100_000  # moves without a better plan before going back to the best one
-SECONDS_PER_MOVE = 1.7e-5  # one tried move, on the 2-core reference machine
+SECONDS_PER_MOVE = 2.7e-6  # one tried move, in CPU seconds on the 2-core reference machine
+import os
+TRACE = os.environ.get("DIAMETER_TRACE")  # one tried move, on the 2-core reference machine
 
 
 def unit_distances(scenario: Scenario) -> np.ndarray:
@@ -81,6 +84,7 @@ class DiameterSearch:
         self.load = np.zeros((T, problem.measures.shape[1]))
         np.add.at(self.load, assignment, problem.measures)
         self.members = [set(np.flatnonzero(assignment == t).tolist()) for t in range(T)]
+        self.labels = self.assignment.tolist()  # the same, for fast reads one unit at a time
         self.diam = diameters(dist, assignment, T)
         self.scale = float(self.diam.max()) or 1.0
         scenario = problem.scenario
@@ -104,19 +108,35 @@ class DiameterSearch:
         return float(self.diam.max()), float(self.diam.sum())
 
     def _connected_without(self, t: int, leaving: int) -> bool:
-        left = [u for u in self.members[t] if u != leaving]
-        if len(left) <= 1:
-            return len(left) == 1
-        allowed = set(left)
-        seen = {left[0]}
-        queue = deque([left[0]])
-        while queue:
-            u = queue.popleft()
-            for v in self.adjacency[u]:
-                if v in allowed and v not in seen:
+        """Territory ``t`` stays connected when ``leaving`` leaves it.
+
+        It does when the territory's neighbours of ``leaving`` stay connected to each other:
+        first through each other alone (most moves), else by a search through the territory
+        that stops once it has met them all."""
+        assignment = self.labels
+        adjacency = self.adjacency
+        ends = [v for v in adjacency[leaving] if assignment[v] == t]
+        if len(ends) <= 1:
+            return bool(ends) or len(self.members[t]) == 1
+        for around in (set(ends), None):  # around the unit, then the whole territory
+            seen = {ends[0]}
+            stack = [ends[0]]
+            missing = len(ends) - 1
+            targets = set(ends)
+            while stack and missing:
+                u = stack.pop()
+                for v in adjacency[u]:
+                    if v in seen or v == leaving or assignment[v] != t:
+                        continue
+                    if around is not None and v not in around:
+                        continue
                     seen.add(v)
-                    queue.append(v)
-        return len(seen) == len(allowed)
+                    stack.append(v)
+                    if v in targets:
+                        missing -= 1
+            if not missing:
+                return True
+        return False
 
     def _site_ok(self, t: int, i: int) -> bool:
         """Unit ``i`` may leave ``t``: it is not its site, or the site can move."""
@@ -130,6 +150,7 @@ class DiameterSearch:
         self.load[a] -= m
         self.load[b] += m
         self.assignment[i] = b
+        self.labels[i] = b
 
     # -- search -------------------------------------------------------------------------------
     def _violation(self, t: int, load: np.ndarray) -> float:
@@ -149,80 +170,130 @@ class DiameterSearch:
         below its largest diameter. The balance weight oscillates: raised while the plan is out
         of balance, lowered while it is in, so the search crosses between balanced plans that
         no balanced single move connects.
+
+        Each move is priced in constant time: ``conflicts[t, i]`` counts the units of
+        territory ``t`` that conflict with unit ``i``, so moving ``i`` from ``a`` to ``b``
+        changes the conflicts by ``conflicts[b, i] - conflicts[a, i]``; only a taken move
+        updates two rows of it.
         """
-        measures = self.problem.measures
-        self.omega = measures.sum(axis=0) / self.staffing.headcount
-        violation = np.array([self._violation(t, self.load[t]) for t in range(self.T)])
-        # an unbalanced start is no plan: the search first brings it into balance
-        best_key = self.key() if violation.sum() <= 1e-12 else (math.inf, math.inf)
+        n, T = self.problem.n, self.T
+        self.omega = self.problem.measures.sum(axis=0) / self.staffing.headcount
+        # balance arithmetic in plain floats, in means per rep (one move is a few operations)
+        unit_load = (self.problem.measures / self.omega).tolist()
+        lower = (self.lower / self.omega).tolist()
+        upper = (self.upper / self.omega).tolist()
+        n_measures = len(self.omega)
+
+        def violation_of(t: int, load: list[float]) -> float:
+            over = 0.0
+            low, high = lower[t], upper[t]
+            for k in range(n_measures):
+                if load[k] > high[k]:
+                    over += load[k] - high[k]
+                elif load[k] < low[k]:
+                    over += low[k] - load[k]
+            return over
+
+        draw = random.Random(int(self.rng.integers(2**62))).random
+        adjacency = self.adjacency
+        fixed = self.fixed.tolist()
+        hires_only = [not reps for reps in self.staffing.reps]
+        best_key = (math.inf, math.inf)
         best_assignment = self.assignment.copy()
-        rng = self.rng
-        n = self.problem.n
+        everything = np.arange(n)
 
-        def retarget() -> tuple[np.ndarray, np.ndarray]:
-            far = self.dist > best_key[0] * (1 - 1e-4)  # conflicts of the next target
-            counts = np.zeros(n, dtype=np.int64)
-            for t in range(self.T):
-                members = np.fromiter(self.members[t], dtype=np.int64)
-                counts[members] = far[np.ix_(members, members)].sum(axis=1)
-            return far, counts
+        def restart(assignment: np.ndarray):
+            """State of ``assignment``: its loads, violations, and conflicts of the target."""
+            self._restore(assignment)
+            load = [[0.0] * n_measures for _ in range(T)]
+            for i, t in enumerate(self.assignment.tolist()):
+                for k in range(n_measures):
+                    load[t][k] += unit_load[i][k]
+            violation = [violation_of(t, load[t]) for t in range(T)]
+            return self.labels, load, violation
 
-        far, conflict = retarget()
+        def retarget(target: float, assignment: list[int]):
+            # int8 rows: a taken move adds one row to another territory's counts
+            far = self.dist > target
+            conflicts = np.zeros((T, n), dtype=np.int32)
+            for t in range(T):
+                conflicts[t] = far[:, np.flatnonzero(self.assignment == t)].sum(axis=1)
+            far = far.astype(np.int8)
+            own = conflicts[assignment, everything]
+            return far, conflicts, int(own.sum()) // 2, np.flatnonzero(own).tolist()
+
+        assignment, load, violation = restart(best_assignment)
+        if sum(violation) <= 1e-12 and self._balanced():
+            best_key = self.key()
+        # an unbalanced start is no plan: the search first brings it into balance
+        far, conflicts, total, hot = retarget(best_key[0] * (1 - 1e-4), assignment)
         weight, temperature = WEIGHT_START, TEMPERATURE
         stale = 0
+        moves = 0
         while True:
-            self.iterations += 1
-            if self.iterations % 256 == 0:
+            moves += 1
+            if moves & 255 == 0:
                 clock.charge(256 * SECONDS_PER_MOVE)
                 if clock.now() >= deadline:
                     break
-                weight = (weight * WEIGHT_STEP if violation.sum() > 1e-12
+                weight = (weight * WEIGHT_STEP if sum(violation) > 1e-12
                           else max(weight / WEIGHT_STEP, WEIGHT_MIN))
                 if stale > STALE:  # lost: back to the best plan
-                    self._restore(best_assignment)
-                    violation = np.array([self._violation(t, self.load[t])
-                                          for t in range(self.T)])
-                    far, conflict = retarget()
+                    assignment, load, violation = restart(best_assignment)
+                    far, conflicts, total, hot = retarget(best_key[0] * (1 - 1e-4), assignment)
                     stale = 0
             stale += 1
-            hot = np.flatnonzero(conflict)
-            if len(hot) and rng.random() < 0.7:
-                i = int(hot[rng.integers(len(hot))])
+            if hot and draw() < 0.7:
+                i = hot[int(draw() * len(hot))]
             else:
-                i = int(rng.integers(n))
-            a = int(self.assignment[i])
-            foreign = [int(self.assignment[v]) for v in self.adjacency[i]
-                       if self.assignment[v] != a]
-            if not foreign or self.fixed[i] or not self._site_ok(a, i):
+                i = int(draw() * n)
+            a = assignment[i]
+            foreign = [assignment[v] for v in adjacency[i] if assignment[v] != a]
+            if not foreign or fixed[i]:
                 continue
-            b = foreign[int(rng.integers(len(foreign)))]
-            m = measures[i]
-            members_b = np.fromiter(self.members[b], dtype=np.int64)
-            gained = int(far[i, members_b].sum())
-            viol_a = self._violation(a, self.load[a] - m)
-            viol_b = self._violation(b, self.load[b] + m)
-            delta = (gained - conflict[i]
-                     + weight * (viol_a + viol_b - violation[a] - violation[b]))
-            if delta > 0 and rng.random() >= math.exp(-delta / temperature):
+            if i == self.staffing.sites[a] and not (hires_only[a] and len(self.members[a]) > 1):
+                continue
+            b = foreign[int(draw() * len(foreign))]
+            gained = int(conflicts[b, i]) - int(conflicts[a, i])
+            m = unit_load[i]
+            load_a = [x - y for x, y in zip(load[a], m)]
+            load_b = [x + y for x, y in zip(load[b], m)]
+            viol_a, viol_b = violation_of(a, load_a), violation_of(b, load_b)
+            delta = gained + weight * (viol_a + viol_b - violation[a] - violation[b])
+            if delta > 0 and draw() >= math.exp(-delta / temperature):
                 continue
             if not self._connected_without(a, i):
                 continue
-            members_a = np.fromiter(self.members[a], dtype=np.int64)
-            conflict[members_a] -= far[i, members_a]
-            conflict[members_b] += far[i, members_b]
-            conflict[i] = gained
+            conflicts[a] -= far[i]
+            conflicts[b] += far[i]
+            total += gained
             self._apply(i, a, b)
             self._fix_site(a)
+            load[a], load[b] = load_a, load_b
             violation[a], violation[b] = viol_a, viol_b
-            if not conflict.any() and violation.sum() <= 1e-12:
+            if total:
+                own = conflicts[self.assignment, everything]
+                hot = np.flatnonzero(own).tolist()
+            else:
+                hot = []
+            if not total and sum(violation) <= 1e-12 and self._balanced():
                 self.diam = diameters(self.dist, self.assignment, self.T)
                 key = self.key()
                 if key < best_key:
                     best_key, best_assignment = key, self.assignment.copy()
-                    far, conflict = retarget()
+                    if TRACE:
+                        print(f"  {clock.now():6.2f} {moves:8d} {key[0]:.3f}", flush=True)
+                    far, conflicts, total, hot = retarget(best_key[0] * (1 - 1e-4), assignment)
                     stale = 0
+        self.iterations += moves
         self._restore(best_assignment)
         return self.staffing, self.assignment
+
+    def _balanced(self) -> bool:
+        """Balance checked exactly, in the measures' own units (the search's sums drift)."""
+        load = np.zeros_like(self.load)
+        np.add.at(load, self.assignment, self.problem.measures)
+        return bool((load >= self.lower - 1e-9).all() and (load <= self.upper + 1e-9).all())
 
     def _fix_site(self, t: int) -> None:
         """A hires-only territory whose site left moves its base to its most central unit."""
@@ -241,6 +312,7 @@ class DiameterSearch:
 
     def _restore(self, assignment: np.ndarray) -> None:
         self.assignment = assignment.copy()
+        self.labels = self.assignment.tolist()
         self.load[:] = 0
         np.add.at(self.load, self.assignment, self.problem.measures)
         self.members = [set(np.flatnonzero(self.assignment == t).tolist()) for t in range(self.T)]

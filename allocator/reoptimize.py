@@ -55,14 +55,16 @@ from allocator.plan import MONTHS, Plan, make_plan, split_cents
 from allocator.response import LN2, conjugate, spread_effort, unit_sales
 from allocator.scenario import Scenario
 from allocator.settings import SolverSpec
-from allocator.solvers import solve_mip
 from allocator.sizing import economics
+from allocator.solvers import solve_mip
+from allocator.transfers import TransferRepair
 
 Progress = Callable[[str], None]
 
 VACANT_PREFIX = "VACANT-"
 VACANCY_HOURS = 1e-6  # an open seat sells nothing; a positive sliver keeps shares defined
 DEFAULT_TRADEOFF_SHARE = 0.10  # the sweep's largest cap when --max-moved is not given
+PLAN_SOLVER = "highs"  # solver of the whole-map transfer plan (see Reoptimizer.repair)
 
 
 # --- the parent run and the frozen mid-year scenario -------------------------------------------
@@ -415,17 +417,38 @@ class Reoptimizer:
             trial = self.resolve(assignment, list(range(T)), stage="balance")
             return assignment if trial is None else trial
         started = self.violation(assignment)
+        # the transfer plan is a small network model with many continuous flows: HiGHS's
+        # LP-based search solves it far better than CP-SAT, which takes every flow as an
+        # integer (measured on the demo: 63 against 96 planned moves in the same time)
+        transfers = TransferRepair(self.problem, self.staffing, assignment, self.mid.owner,
+                                   self.d_int, self.cap_int, PLAN_SOLVER,
+                                   contiguity=self.contiguity, seed=self.spec.seed,
+                                   threads=self.spec.threads,
+                                   plan_seconds=max(1.0, min(20.0, 0.2 * self.time_left())))
+        transfers.repair(deadline=time.perf_counter() + max(1.0, 0.35 * self.time_left()))
+        first = transfers.plans[0] if transfers.plans else None
+        self.say("planned transfers: " + (
+            f"{first.planned_moves} paid move(s) planned ({first.status}"
+            + (f", at least {first.bound:.0f} for that plan" if first.bound is not None else "")
+            + f"), {len(transfers.plans)} round(s)" if first is not None else "no plan")
+            + f"; balance violation {started:.3g} -> {transfers.violation():.3g}, "
+            f"{int(self.moved(transfers.assignment).sum())} unit(s) moved")
         chains = ChainRepair(self.problem, self.staffing, assignment, self.mid.owner,
                              self.d_int, self.cap_int, self.contiguity)
-        chains.repair(deadline=time.perf_counter() + max(1.0, 0.4 * self.time_left()))
+        chains.repair(deadline=time.perf_counter() + max(1.0, 0.3 * self.time_left()))
         returned = chains.return_home()
         self.say(f"ejection chains: {chains.chains} chain(s) of {chains.hops} move(s), "
                  f"{returned} unit(s) back home; balance violation {started:.3g} -> "
                  f"{chains.violation():.3g}, {int(self.moved(chains.assignment).sum())} unit(s) "
                  "moved")
+        # keep the better of the two: closer to balance, then fewer moves
+        best = min((transfers, chains), key=lambda r: (round(r.violation(), 9),
+                                                       self.disruption_int(r.assignment)))
         planned = None
-        if chains.violation() < started - 1e-9:
-            assignment = chains.assignment.copy()
+        if best.violation() < started - 1e-9:
+            assignment = best.assignment.copy()
+            self.say("kept the " + ("planned transfers" if best is transfers
+                                    else "ejection chains"))
         else:
             planned = self.plan_moves(assignment)
             for group in self._exchange_groups(assignment, planned):

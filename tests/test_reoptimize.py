@@ -313,3 +313,63 @@ def test_hires_over_the_budget_are_a_diagnosis(parent, tmp_path):
     assert out.exit_code == 3, out.output
     assert "the hires cost" in out.output and "H1" in out.output
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").rglob("result.json"))
+
+
+# --- the whole-map transfer plan ------------------------------------------------------------------
+
+def chain_instance(root: Path):
+    """A 2 x 8 grid cut into four 2 x 2 territories A | B | C | D in a row, one rep each.
+
+    Mean 100 per rep, band 90..110. A (112) is over, D (88) under, B and C full. A unit of A
+    can only reach B, so A must give a unit to B (16 leaves A at 96), B then one to C (25
+    leaves B at 91), C one to D (20: C at 105, D at 108): three moves, and no fewer can do,
+    since A and D are two territories apart and every crossing is a unit of its own.
+    """
+    from allocator.alignment import AlignmentProblem, Staffing
+    from allocator.scenario import load_scenario
+
+    top = [40, 16, 25, 25, 30, 20, 22, 22]
+    bottom = [40, 16, 25, 25, 30, 20, 22, 22]
+    path = write_scenario(
+        root, rows=2, cols=8, sites=[], workload=top + bottom,
+        reps=[{"rep_id": f"R{k + 1}", "home_unit": u, "annual_cost": 90000}
+              for k, u in enumerate(["U1", "U3", "U5", "U8"])],
+        settings={"reps": {"lock": "keep"}, "strategy": {"headcount": {"min": 4, "max": 4}},
+                  "alignment": {"balance": [{"measure": "workload", "tolerance": 0.10}]}})
+    problem = AlignmentProblem.from_scenario(load_scenario(path))
+    staffing = Staffing(np.array([0, 2, 4, 7]), [[0], [1], [2], [3]], np.zeros(4, dtype=np.int64))
+    assignment = np.array([(k % 8) // 2 for k in range(16)])
+    return problem, staffing, assignment
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_transfer_plan_moves_the_hand_computed_minimum(tmp_path, solver):
+    from allocator.ejection import ChainRepair
+    from allocator.transfers import TransferRepair, plan_transfers
+
+    problem, staffing, start = chain_instance(tmp_path)
+    cost = np.ones(problem.n, dtype=np.int64)
+    assert LocalSearch(problem, staffing, start).violation() > 0
+    plan = plan_transfers(problem, staffing, start, start, cost, cap_left=16, solver=solver,
+                          time_limit=10)
+    assert plan.slack == 0
+    assert plan.planned_moves == 3
+    assert sorted((t.source, t.target) for t in plan.transfers) == [(0, 1), (1, 2), (2, 3)]
+    repair = TransferRepair(problem, staffing, start, start, cost, 16, solver)
+    done = repair.repair(deadline=float("inf"))
+    search = LocalSearch(problem, staffing, done)
+    assert search.violation() <= 1e-9
+    assert all(len(search.components(t)) == 1 for t in range(4))
+    assert int((done != start).sum()) == 3
+    # with a cap of two moves balance cannot be reached: the plan says so through its slack,
+    # and the repair never goes past the cap
+    short = plan_transfers(problem, staffing, start, start, cost, cap_left=2, solver=solver,
+                           time_limit=10)
+    assert short.slack > 0 and short.planned_moves <= 2
+    capped = TransferRepair(problem, staffing, start, start, cost, 2, solver)
+    assert int((capped.repair(deadline=float("inf")) != start).sum()) <= 2
+    # the chains reach balance too, never with fewer moves than the plan's minimum
+    chains = ChainRepair(problem, staffing, start, start, cost, 16)
+    chains.repair(deadline=float("inf"))
+    chains.return_home()
+    assert int((chains.assignment != start).sum()) >= 3

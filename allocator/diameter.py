@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections import deque
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -29,12 +28,13 @@ from allocator.scenario import Scenario
 
 MAX_UNITS = 8000  # the distance matrix is n x n floats
 # annealing of conflicts + weight x balance violation (violation in means per rep)
-TEMPERATURE = 0.3  # a move adding one conflict is taken about once in 28 tries
+TEMPERATURE = 0.6  # a move adding one conflict is taken about once in 5 tries
 WEIGHT_START, WEIGHT_MIN, WEIGHT_STEP = 50.0, 5.0, 1.02
 STALE = 100_000  # moves without a better plan before going back to the best one
-SECONDS_PER_MOVE = 2.7e-6  # one tried move, in CPU seconds on the 2-core reference machine
-import os
-TRACE = os.environ.get("DIAMETER_TRACE")  # one tried move, on the 2-core reference machine
+SHRINK = 1 - 1e-4  # the next target lies just below the best plan's largest diameter
+TRIALS, TRIAL_SHARE = 3, 0.5  # searches from the start, and their share of the time
+# one tried move, in CPU seconds on the 2-core reference machine (taken moves included)
+SECONDS_PER_MOVE = 2.7e-6
 
 
 def unit_distances(scenario: Scenario) -> np.ndarray:
@@ -68,6 +68,30 @@ def diameters(dist: np.ndarray, assignment: np.ndarray, territories: int) -> np.
     return out
 
 
+def lower_diameter(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
+                   dist: np.ndarray, rng: np.random.Generator, deadline: float,
+                   trials: int | None = None) -> DiameterSearch:
+    """Searches from one start: ``trials`` of them share half the time, the best goes on.
+
+    One search's result depends much on its random moves (a few per cent of the diameter
+    between seeds); the best of several short ones, continued, is steadier than one long one.
+    """
+    trials = TRIALS if trials is None else trials
+    share = TRIAL_SHARE * (deadline - clock.now()) / trials
+    searches = []
+    for _ in range(trials if trials > 1 else 0):
+        search = DiameterSearch(problem, staffing, assignment, dist,
+                                np.random.default_rng(int(rng.integers(2**62))))
+        search.run(clock.now() + share)
+        searches.append(search)
+    if not searches:
+        searches.append(DiameterSearch(problem, staffing, assignment, dist, rng))
+    best = min(searches, key=lambda search: search.best_key)
+    best.iterations = sum(search.iterations for search in searches)
+    best.run(deadline)
+    return best
+
+
 class DiameterSearch:
     """Lowers the largest territory diameter of a balanced, contiguous plan."""
 
@@ -99,6 +123,7 @@ class DiameterSearch:
                 self.fixed[staffing.sites[t]] = True
         self.adjacency = [a.tolist() for a in problem.adjacency]
         self.iterations = 0
+        self.best_key = (math.inf, math.inf)  # of the last run: largest, summed diameters
 
     # -- state ------------------------------------------------------------------------------
     def max_diameter(self) -> float:
@@ -153,10 +178,6 @@ class DiameterSearch:
         self.labels[i] = b
 
     # -- search -------------------------------------------------------------------------------
-    def _violation(self, t: int, load: np.ndarray) -> float:
-        over = np.maximum(load - self.upper[t], 0) + np.maximum(self.lower[t] - load, 0)
-        return float((over / self.omega).sum())
-
     def run(self, deadline: float) -> tuple[Staffing, np.ndarray]:
         """Lower the largest diameter step by step until ``deadline``.
 
@@ -213,20 +234,20 @@ class DiameterSearch:
             return self.labels, load, violation
 
         def retarget(target: float, assignment: list[int]):
-            # int8 rows: a taken move adds one row to another territory's counts
             far = self.dist > target
             conflicts = np.zeros((T, n), dtype=np.int32)
             for t in range(T):
                 conflicts[t] = far[:, np.flatnonzero(self.assignment == t)].sum(axis=1)
-            far = far.astype(np.int8)
             own = conflicts[assignment, everything]
-            return far, conflicts, int(own.sum()) // 2, np.flatnonzero(own).tolist()
+            # int8 rows: a taken move adds one row to two territories' counts
+            return (far.astype(np.int8), conflicts, int(own.sum()) // 2,
+                    np.flatnonzero(own).tolist())
 
         assignment, load, violation = restart(best_assignment)
         if sum(violation) <= 1e-12 and self._balanced():
             best_key = self.key()
         # an unbalanced start is no plan: the search first brings it into balance
-        far, conflicts, total, hot = retarget(best_key[0] * (1 - 1e-4), assignment)
+        far, conflicts, total, hot = retarget(best_key[0] * SHRINK, assignment)
         weight, temperature = WEIGHT_START, TEMPERATURE
         stale = 0
         moves = 0
@@ -240,7 +261,7 @@ class DiameterSearch:
                           else max(weight / WEIGHT_STEP, WEIGHT_MIN))
                 if stale > STALE:  # lost: back to the best plan
                     assignment, load, violation = restart(best_assignment)
-                    far, conflicts, total, hot = retarget(best_key[0] * (1 - 1e-4), assignment)
+                    far, conflicts, total, hot = retarget(best_key[0] * SHRINK, assignment)
                     stale = 0
             stale += 1
             if hot and draw() < 0.7:
@@ -281,11 +302,10 @@ class DiameterSearch:
                 key = self.key()
                 if key < best_key:
                     best_key, best_assignment = key, self.assignment.copy()
-                    if TRACE:
-                        print(f"  {clock.now():6.2f} {moves:8d} {key[0]:.3f}", flush=True)
-                    far, conflicts, total, hot = retarget(best_key[0] * (1 - 1e-4), assignment)
+                    far, conflicts, total, hot = retarget(best_key[0] * SHRINK, assignment)
                     stale = 0
         self.iterations += moves
+        self.best_key = best_key
         self._restore(best_assignment)
         return self.staffing, self.assignment
 

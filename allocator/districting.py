@@ -41,7 +41,7 @@ from allocator.alignment import (
     place_hires,
 )
 from allocator.checker import assert_plan
-from allocator.diameter import DiameterSearch, unit_distances
+from allocator.diameter import diameters, lower_diameter, unit_distances
 from allocator.exceptions import NoSolutionError, SpecificationError
 from allocator.improve import lns, move_hire_repair
 from allocator.plan import make_plan
@@ -69,9 +69,11 @@ def solve_districting(scenario: Scenario, spec, note, started: float):
     travel_until = started + (0.1 if diameter else 0.9) * spec.time_limit
     staffing, assignment = _location_allocation(problem, staffing, spec, travel_until, rng, note)
     if diameter:  # its search also brings an unbalanced start into balance
-        search = DiameterSearch(problem, staffing, assignment, unit_distances(scenario), rng)
-        note(f"diameter search from {search.max_diameter():.3f}")
-        staffing, assignment = search.run(deadline)
+        distances = unit_distances(scenario)
+        widest = diameters(distances, assignment, len(staffing.sites)).max()
+        note(f"diameter search from {widest:.3f}")
+        search = lower_diameter(problem, staffing, assignment, distances, rng, deadline)
+        staffing, assignment = search.staffing, search.assignment
         note(f"diameter search: {search.max_diameter():.3f} after {search.iterations} moves")
     if balance_violation(problem, staffing, assignment) > 1e-9:
         raise NoSolutionError(

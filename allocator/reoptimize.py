@@ -23,10 +23,12 @@ of ``K`` free and everything else fixed. Besides the alignment families of
 
 A re-solve is kept only if it is strictly better (less out of balance; then less disruption;
 then a higher objective re-evaluated exactly, with the effort spread again) and the cap holds.
-Large instances re-solve neighbourhoods: the LP of least disruption over the whole map plans
-the moves (chains of territories passing units on), the territories it links are re-solved
-exactly from that plan, then neighbourhoods around any territory still out of balance. ``--tradeoff N`` sweeps N caps from the least disruption up: each point starts from the
-previous one, which is feasible for the larger cap, so the curve never goes down.
+Large instances restore balance with the better of two repairs, a whole-map plan of transfers
+between territories (:mod:`allocator.transfers`) and ejection chains
+(:mod:`allocator.ejection`), then re-solve neighbourhoods exactly: around any territory still
+out of balance, then around moved units to move fewer. ``--tradeoff N`` sweeps N caps from the
+least disruption up: each point starts from the previous one, which is feasible for the larger
+cap, so the curve never goes down.
 """
 
 from __future__ import annotations
@@ -404,12 +406,20 @@ class Reoptimizer:
     def repair(self, assignment: np.ndarray) -> np.ndarray:
         """Restore balance with the least disruption.
 
-        Small instances: the whole model. Large ones: ejection chains (border units passed
-        along paths of territories to one with room, cheapest chain first, within the cap;
-        :mod:`allocator.ejection`) bring the plan to balance or close to it in seconds; any
-        territory still out of balance gets exact re-solves of its neighbourhood, growing a
-        ring each time one fails. Only if the chains make no progress at all does the
-        least-disruption LP over the whole map plan the moves for exact re-solves of the
+        Small instances: the whole model. Large ones: two repairs from the same start, and
+        the one closer to balance, then with less disruption, is kept:
+
+        - planned transfers (:mod:`allocator.transfers`): the least-disruption transfers
+          between adjacent territories over the whole map, made with border-unit moves; this
+          finds the few territories with room that serve many in need (a departure raises the
+          mean, so territories at the floor of the band fall below it all over the map);
+        - ejection chains (:mod:`allocator.ejection`): border units passed along paths of
+          territories to one with room, cheapest chain first; better where one territory must
+          shed much (a rep leaves a territory shared with another).
+
+        Any territory still out of balance then gets exact re-solves of its neighbourhood,
+        growing a ring each time one fails. Only if neither repair makes progress at all does
+        the least-disruption LP over the whole map plan the moves for exact re-solves of the
         territories it links.
         """
         T = len(self.staffing.sites)
@@ -424,7 +434,7 @@ class Reoptimizer:
                                    self.d_int, self.cap_int, PLAN_SOLVER,
                                    contiguity=self.contiguity, seed=self.spec.seed,
                                    threads=self.spec.threads,
-                                   plan_seconds=max(1.0, min(20.0, 0.2 * self.time_left())))
+                                   plan_seconds=max(1.0, min(20.0, 0.25 * self.time_left())))
         transfers.repair(deadline=time.perf_counter() + max(1.0, 0.35 * self.time_left()))
         first = transfers.plans[0] if transfers.plans else None
         self.say("planned transfers: " + (
@@ -447,7 +457,7 @@ class Reoptimizer:
         planned = None
         if best.violation() < started - 1e-9:
             assignment = best.assignment.copy()
-            self.say("kept the " + ("planned transfers" if best is transfers
+            self.say("kept the " + ("transfer repair" if best is transfers
                                     else "ejection chains"))
         else:
             planned = self.plan_moves(assignment)

@@ -15,10 +15,11 @@ Two levels:
    after a chosen unit next to it)::
 
        minimise   sum_iuv c_i z_iuv  +  eps sum_uv f_uv  +  P sum_t s_t
-       subject to lo_t - s_t <= L_t - sum_v f_tv + sum_u f_ut <= hi_t + s_t   (balance, per measure)
-                  f_uv = sum_i a_i z_iuv + g_uv,   0 <= g_uv <= F_uv           (what a border carries)
-                  z_juv <= sum_{i next to j} z_iuv                             (second layer)
-                  sum_iuv c_i z_iuv <= cap left                                 (disruption cap)
+       subject to lo_t - s_t <= L_t - sum_v f_tv + sum_u f_ut <= hi_t + s_t   (balance)
+                  f_uv = sum_i a_i z_iuv + g_uv,   0 <= g_uv <= F_uv       (border carries)
+                  z_juv <= sum_{i next to j} z_iuv                         (next layer in)
+                  sum_v z_iuv <= 1                                          (moves once)
+                  sum_iuv c_i z_iuv <= cap left                             (disruption cap)
 
    ``L_t`` is the load now, ``[lo_t, hi_t]`` the balance band tightened by a small margin where
    the territory has to move anyway (so that whole units can land inside it); ``F_uv`` is what
@@ -32,10 +33,10 @@ Two levels:
 2. **Make** (:class:`TransferRepair`): each planned flow becomes moves of the chosen units,
    territories that only give first, then free units matched to the rest of the flow; every
    move keeps both territories connected (a unit that alone holds a free block to its base
-   takes the block with it). The plan is re-made from the
-   new map while that helps; ejection chains then fix what is left over, and every move that
-   balance no longer needs is undone (a unit goes back to its owner where that keeps balance and
-   contiguity).
+   takes the block with it). The plan is re-made from the new map while that helps (a chosen
+   unit that could not move is left to it); ejection chains then fix what is left over, and
+   every move that balance no longer needs is undone (a unit goes back to its owner where
+   that keeps balance and contiguity).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def _border_units(local: LocalSearch, adjacency, u: int, v: int) -> list[int]:
 def plan_transfers(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
                    owner: np.ndarray, cost: np.ndarray, cap_left: int, solver: str, *,
                    margin: float = 0.002, time_limit: float = 10.0, seed: int = 0,
-                   threads: int = 1, contiguity: bool = True, top_units: int = 40,
+                   threads: int = 1, contiguity: bool = True, top_units: int = 6,
                    depth: int = 2) -> TransferPlan:
     """The least-disruption transfers between adjacent territories that bring every territory
     into its balance band (the model in the module docstring), solved with ``solver``.
@@ -123,6 +124,7 @@ def plan_transfers(problem: AlignmentProblem, staffing: Staffing, assignment: np
     count: dict[tuple[int, int], pulp.LpVariable] = {}
     unit_cost: dict[tuple[int, int], float] = {}
     detail: dict[tuple[int, int], tuple[list[int], list]] = {}
+    choices: dict[int, list[pulp.LpVariable]] = {}  # a unit's choices, one per neighbour
     for u in range(T):
         for v in sorted(graph[u]):
             border = _border_units(local, problem.adjacency, u, v)
@@ -137,26 +139,35 @@ def plan_transfers(problem: AlignmentProblem, staffing: Staffing, assignment: np
             inner = [i for i in local.members[u] if not local.fixed[i]]
             c = float(np.mean(cost[paid])) / paid_scale if paid else 1.0
             unit_cost[u, v] = max(0.01, round(c, 2))
-            # each paid border unit is a choice of its own: its workload is known exactly;
-            # units further inside become border units for the next round's plan
+            # each paid border unit is a choice of its own, its workload known exactly; only
+            # the ``top_units`` largest on each border (fewest moves for the workload; a model
+            # small enough to solve in seconds), and units further in become border units for
+            # the next round's plan
             paid.sort(key=lambda i: -float(weight[i, 0]))
             paid = paid[:top_units]
             picks = [pulp.LpVariable(f"z_{u}_{v}_{j}", cat="Binary") for j in range(len(paid))]
-            if depth > 1:  # the next layer in: each only after a unit next to it has gone
-                first = {i: z for i, z in zip(paid, picks)}
-                second = sorted({int(b) for i in paid for b in problem.adjacency[i]
-                                 if int(b) in local.members[u] and int(b) not in first
-                                 and not local.fixed[int(b)]
-                                 and _step(owner, cost, int(b), u, v) > 0
-                                 and local.connected_without(u, int(b))} - set(border))
-                for j in second:
+            layer = {i: z for i, z in zip(paid, picks, strict=True)}
+            taken = set(border)
+            for _ in range(depth - 1):  # the next layer in: each only after a unit next to it
+                taken |= set(layer)
+                inner_layer = sorted({int(b) for i in layer for b in problem.adjacency[i]
+                                      if int(b) in local.members[u] and int(b) not in taken
+                                      and not local.fixed[int(b)]
+                                      and _step(owner, cost, int(b), u, v) > 0
+                                      and local.connected_without(u, int(b))})
+                following = {}
+                for j in inner_layer:
                     z = pulp.LpVariable(f"z_{u}_{v}_{len(paid)}", cat="Binary")
-                    model += z <= pulp.lpSum(first[i] for i in problem.adjacency[j]
-                                             if int(i) in first), f"after_{u}_{v}_{j}"
+                    model += z <= pulp.lpSum(layer[i] for i in problem.adjacency[j]
+                                             if int(i) in layer), f"after_{u}_{v}_{j}"
                     paid.append(j)
                     picks.append(z)
+                    following[j] = z
+                layer = following
             count[u, v] = pulp.lpSum(picks)
             detail[u, v] = (paid, picks)
+            for i, z in zip(paid, picks, strict=True):
+                choices.setdefault(i, []).append(z)
             for m in range(M):
                 top = int(np.floor(weight[inner, m].sum()))
                 f = pulp.LpVariable(f"f_{u}_{v}_{m}", 0, top, cat="Integer")
@@ -167,6 +178,9 @@ def plan_transfers(problem: AlignmentProblem, staffing: Staffing, assignment: np
                                           for i, z in zip(paid, picks)) + loose), \
                     f"carry_{u}_{v}_{m}"
                 model += loose <= int(np.floor(free[m])), f"loose_{u}_{v}_{m}"
+    for i, options in choices.items():
+        if len(options) > 1:
+            model += pulp.lpSum(options) <= 1, f"once_{i}"
     slack = {}
     for t in range(T):
         for m in range(M):
@@ -287,11 +301,15 @@ class TransferRepair:
                 break
             before = (self.violation(), self.disruption())
             saved = self.local.assignment.copy()
-            plan = plan_transfers(self.problem, self.staffing, self.local.assignment, self.owner,
-                                  self.cost, self.cap - self.disruption(), self.solver,
-                                  margin=self.margin, time_limit=max(0.5, min(self.plan_seconds, 0.3 * left)),
-                                  seed=self.seed, threads=self.threads,
-                                  contiguity=self.contiguity)
+            for depth in (2, 1):  # a smaller model if the solver found no plan in time
+                plan = plan_transfers(self.problem, self.staffing, self.local.assignment,
+                                      self.owner, self.cost, self.cap - self.disruption(),
+                                      self.solver, margin=self.margin, seed=self.seed,
+                                      time_limit=max(0.5, min(self.plan_seconds, 0.3 * left)),
+                                      threads=self.threads, contiguity=self.contiguity,
+                                      depth=depth)
+                if plan.transfers:
+                    break
             self.plans.append(plan)
             if not plan.transfers:
                 break
@@ -314,32 +332,43 @@ class TransferRepair:
     def make(self, plan: TransferPlan) -> None:
         """Turn each planned transfer into border-unit moves, territories that only give first
         (a chain hands on what it received)."""
+        waiting: list[tuple[int, int, int]] = []
         for transfer in _flow_order(plan.transfers, len(self.staffing.sites)):
-            self._transfer(transfer)
+            waiting += self._transfer(transfer)
+        # units that could not move in their turn may now: the moves after them can have
+        # joined them to their territory again, or to the one they go to
+        for _ in range(2):
+            waiting = [(i, u, v) for i, u, v in waiting if not self._move_chosen(i, u, v)]
+        # what still cannot move is left to the next round's plan, which sees the whole map
+        # again: filling in with whatever small units are at hand costs more than it saves
 
-    def _transfer(self, transfer: Transfer) -> None:
-        """The units the plan chose, then free units up to the free part of the flow, then
-        paid units for the rest: each time the border unit that best fits what is left."""
-        local = self.local
+    def _transfer(self, transfer: Transfer) -> list[tuple[int, int, int]]:
+        """The units the plan chose, then free units up to the free part of the flow; returns
+        the chosen units that could not move (unit, source, target)."""
         u, v = transfer.source, transfer.target
-        weight = self.problem.measures[:, 0] / local.scale[0]
-        adjacency = self.problem.adjacency
-        short = 0.0  # chosen units that could not move: their workload goes to the rest
-        for i in transfer.chosen:
-            bundle = None
-            if local.assignment[i] == u and any(int(w) in local.members[v] for w in adjacency[i]):
-                bundle = self._bundle(u, v, i)
-            if bundle is not None and all(
-                    _step(self.owner, self.cost, j, u, v) <= 0 for j in bundle if j != i):
-                self._move(bundle, v)
-                short -= float(weight[[j for j in bundle if j != i]].sum())
-            else:
-                short += float(weight[i])
-        self._fill(u, v, transfer.loose + short)
+        waiting = [(i, u, v) for i in transfer.chosen if not self._move_chosen(i, u, v)]
+        self._fill(u, v, transfer.loose)
+        return waiting
+
+    def _move_chosen(self, i: int, u: int, v: int) -> bool:
+        """Move the chosen unit ``i`` from ``u`` to ``v`` if it is still in ``u``, touches
+        ``v``, and leaves ``u`` connected (or cuts off only free units, which go with it)."""
+        local = self.local
+        if local.assignment[i] != u or not any(int(w) in local.members[v]
+                                               for w in self.problem.adjacency[i]):
+            return False
+        bundle = self._bundle(u, v, i)
+        if bundle is None or self.disruption() + sum(
+                _step(self.owner, self.cost, j, u, v) for j in bundle) > self.cap:
+            return False
+        if any(_step(self.owner, self.cost, j, u, v) > 0 for j in bundle if j != i):
+            return False
+        self._move(bundle, v)
+        return True
 
     def _fill(self, u: int, v: int, amount: float) -> None:
-        """Move border units from ``u`` to ``v`` worth about ``amount``: free units first, then
-        the unit that best fits what is left, while that brings the flow closer to the plan."""
+        """Move free border units (no disruption) from ``u`` to ``v`` worth about ``amount``,
+        the one that best fits what is left first, while that brings the flow closer."""
         local = self.local
         weight = self.problem.measures[:, 0] / local.scale[0]
         remaining = amount
@@ -355,7 +384,7 @@ class TransferRepair:
                 if w >= 2 * remaining - EPS:
                     continue
                 step = sum(_step(self.owner, self.cost, j, u, v) for j in bundle)
-                if self.disruption() + step > self.cap:
+                if step > 0:
                     continue
                 key = (step, abs(remaining - w), len(bundle), i)
                 if best is None or key < best[0]:

@@ -45,6 +45,7 @@ from allocator.diameter import diameters, lower_diameter, unit_distances
 from allocator.exceptions import NoSolutionError, SpecificationError
 from allocator.improve import lns, move_hire_repair
 from allocator.plan import make_plan
+from allocator.pmedian_bound import pmedian_lp_bound
 from allocator.scenario import Scenario
 
 
@@ -83,10 +84,21 @@ def solve_districting(scenario: Scenario, spec, note, started: float):
     assert_plan(plan)
     runtime = clock.now() - started
     objective = -plan.objective()
-    bound = None
+    bound, bound_kind = None, "no bound is claimed for diameters"
     if not diameter:
         bound = alignment_lp_bound(problem, staffing)
         note(f"compactness {objective:,.2f}, LP bound with these centres {bound:,.2f}")
+        bound_kind = "bound: LP of the alignment with the plan's centres (not of the problem)"
+        # the bound of the problem: the balanced p-median LP with free centres (Lagrangian)
+        free = pmedian_lp_bound(problem, n_reps, objective, deadline,
+                                alpha=problem.cost(np.arange(problem.n),
+                                                   staffing.sites[assignment]))
+        if free is not None:
+            bound = min(free.bound, objective)
+            bound_kind = (f"bound: LP of the balanced p-median with free centres, contiguity "
+                          f"relaxed ({free.iterations} Lagrangian steps, stopped: "
+                          f"{free.stopped_by})")
+            note(f"{bound_kind}: {bound:,.2f}")
     gap = None if bound is None else max(0.0, (objective - bound) / max(abs(objective), 1e-9))
     status = "optimal" if gap is not None and gap <= 1e-9 else "feasible"
     termination = "gap_reached" if gap is not None and gap <= spec.gap else "time_limit"
@@ -94,7 +106,7 @@ def solve_districting(scenario: Scenario, spec, note, started: float):
                                 hires=n_reps - len(kept), sizing_bound=None, lp_bound=bound,
                                 bound=bound, objective=objective, reason="")])
     binding = (f"head count fixed at {n_reps}; compactness '{s.alignment.compactness}' "
-               "minimised within the balance tolerances")
+               f"minimised within the balance tolerances; {bound_kind}")
     return SolveResult(status, termination, objective, bound, gap, runtime, spec.name, spec.seed,
                        plan, sizing, binding, [])
 

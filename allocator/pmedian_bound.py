@@ -52,10 +52,10 @@ from scipy.spatial import cKDTree
 from allocator import clock
 from allocator.alignment import AlignmentProblem, hire_places
 
-# pricing work charged to the search clock, in seconds per unit-centre pair priced (sorting
-# included), measured on the 2-core development machine; the LP's own work is charged per
-# simplex iteration like every other LP
-PRICING_SECONDS_PER_PAIR = 5.0e-8
+# work charged to the search clock per Lagrangian step: a fixed part and a part per
+# unit-centre pair priced (sorting included), measured on the 2-core development machine
+PRICING_SECONDS_PER_STEP = 5.0e-3
+PRICING_SECONDS_PER_PAIR = 6.0e-8
 BLOCK_PAIRS = 2_000_000  # pairs priced at once: a few tens of MB of working arrays
 CACHED_PAIRS = 25_000_000  # the cost matrix is kept up to this size (200 MB)
 
@@ -166,7 +166,7 @@ class _Lagrangian:
         for lo in range(0, self.C, block):
             centres = np.arange(lo, min(lo + block, self.C))
             values[centres] = self._knapsacks(alpha, centres)[0]
-        clock.charge(self.n * self.C * PRICING_SECONDS_PER_PAIR)
+        clock.charge(PRICING_SECONDS_PER_STEP + self.n * self.C * PRICING_SECONDS_PER_PAIR)
         # y: the fixed centres, then the cheapest others up to N (all y at most 1)
         y = self.lo.copy()
         free = np.flatnonzero(self.hi > self.lo)

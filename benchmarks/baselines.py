@@ -11,18 +11,25 @@ Lattices of 20 x 20, 40 x 40 and 70 x 70 units (rook adjacency, lognormal worklo
   scenario interface (10 / 20 / 30 s limits);
 - METIS (``pymetis``) with its contiguity option and ``ufactor`` set to the tolerance (the call
   behind commercial "territory balancing"); METIS bounds only the heaviest part;
-- GerryChain's recursive spanning-tree partition with ``epsilon`` set to the tolerance.
+- GerryChain's recursive spanning-tree partition with ``epsilon`` set to the tolerance;
+- PySAL ``spopt``: AZP and region k-means (contiguous regions over the coordinates, no balance
+  tolerance) and the p-median (``PMedian`` on HiGHS, workload x distance, neither balance nor
+  contiguity). Each runs in a child process stopped after ``--spopt-cap`` seconds; a method too
+  slow at a size is skipped with the reason printed.
 
 Every partition is measured the same way (``synthetic.territory_metrics``): workload balance
 (smallest and largest territory over the mean), contiguous territories, compactness (sum of
 workload x distance to each territory's best central unit) and time. The last columns are the
-ratios of our compactness and time to each baseline's, and our gap to the LP bound of the
-alignment with our centres.
+ratios of our compactness and time to each baseline's, and our gap to two bounds of the
+balanced p-median LP with free centres (:mod:`allocator.pmedian_bound`): the one the solver
+reports (found in the last tenth of its limit) and the same search given ``--bound-seconds``
+more.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 import time
 import warnings
@@ -77,6 +84,80 @@ def gerrychain(units, edges, k, tolerance, seed):
     return labels, time.perf_counter() - started
 
 
+def azp(units, edges, k, tolerance, seed):
+    import geopandas as gpd
+    from libpysal.weights import W
+    from spopt.region import AZP
+
+    frame = gpd.GeoDataFrame(units.copy(), geometry=gpd.points_from_xy(units["x"], units["y"]))
+    model = AZP(frame, _weights(units, edges, W), ["x", "y"], n_clusters=k, random_state=seed)
+    started = time.perf_counter()
+    model.solve()
+    return np.asarray(model.labels_), time.perf_counter() - started
+
+
+def region_kmeans(units, edges, k, tolerance, seed):
+    from libpysal.weights import W
+    from spopt.region import RegionKMeansHeuristic
+
+    model = RegionKMeansHeuristic(units[["x", "y"]].to_numpy(), k, _weights(units, edges, W),
+                                  seed=seed)
+    started = time.perf_counter()
+    model.solve()
+    return np.asarray(model.labels_), time.perf_counter() - started
+
+
+def pmedian(units, edges, k, tolerance, seed):
+    import pulp
+    from spopt.locate import PMedian
+
+    xy = units[["x", "y"]].to_numpy(float)
+    distance = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1))
+    started = time.perf_counter()
+    model = PMedian.from_cost_matrix(distance, units["workload"].to_numpy(float), k)
+    model.solve(pulp.HiGHS(msg=False, threads=1))
+    labels = np.full(len(units), -1)
+    for facility, clients in enumerate(model.fac2cli):
+        labels[np.asarray(clients, dtype=int)] = facility
+    return labels, time.perf_counter() - started
+
+
+def _weights(units, edges, W):
+    neighbours = {i: [] for i in range(len(units))}
+    for a, b in edges[["a", "b"]].to_numpy():
+        neighbours[int(a)].append(int(b))
+        neighbours[int(b)].append(int(a))
+    return W(neighbours, silence_warnings=True)
+
+
+SPOPT = {"azp": azp, "region_kmeans": region_kmeans, "pmedian": pmedian}
+# sizes above which a method is not tried (measured: minutes or memory beyond the cap)
+SPOPT_LIMIT = {"azp": 1600, "region_kmeans": 4900, "pmedian": 400}
+
+
+def _child(method, args, queue):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        queue.put(SPOPT[method](*args))
+
+
+def capped(method, args, seconds):
+    """Run a baseline in a child process; ``None`` and the reason when it passes the cap."""
+    context = multiprocessing.get_context("spawn")  # no solver state inherited
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(method, args, queue))
+    process.start()
+    try:
+        return queue.get(timeout=seconds), ""
+    except Exception:  # the queue's Empty: past the cap, or the child failed
+        return None, (f"no answer within {seconds:.0f} s" if process.is_alive()
+                      else f"failed (exit code {process.exitcode})")
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="400,1600,4900")
@@ -84,6 +165,11 @@ def main() -> int:
     parser.add_argument("--solver", default="cpsat")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--csv", type=Path)
+    parser.add_argument("--spopt", default="azp,region_kmeans,pmedian",
+                        help="spopt methods to run ('' for none)")
+    parser.add_argument("--spopt-cap", type=float, default=120.0)
+    parser.add_argument("--bound-seconds", type=float, default=60.0,
+                        help="seconds for the free-centre bound after the solve (0: skip)")
     args = parser.parse_args()
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
@@ -98,6 +184,17 @@ def main() -> int:
                 found["gerrychain"] = gerrychain(units, edges, k, tolerance, args.seed)
             except Exception as err:  # a baseline's failure is a result, not a crash
                 print(f"  gerrychain failed: {err}")
+            for method in filter(None, args.spopt.split(",")):
+                if size > SPOPT_LIMIT[method]:
+                    print(f"  spopt {method} skipped at {size} units: above "
+                          f"{SPOPT_LIMIT[method]} it takes longer than the cap")
+                    continue
+                answer, reason = capped(method, (units, edges, k, tolerance, args.seed),
+                                        args.spopt_cap)
+                if answer is None:
+                    print(f"  spopt {method} at {size} units: {reason}")
+                else:
+                    found[method] = answer
             measured = {}
             for method, (labels, elapsed) in found.items():
                 m = synthetic.territory_metrics(units, edges, labels)
@@ -112,23 +209,38 @@ def main() -> int:
                       f"{m['territories']}, compactness {m['compactness']:,.0f}, "
                       f"{elapsed:.3f} s", flush=True)
             base = measured["ours"]
-            base["gap_to_lp"] = gap
+            base["gap_in_solve"] = gap
+            if args.bound_seconds > 0:
+                more = synthetic.free_centre_bound(units, edges, k, tolerance,
+                                                   found["ours"][0], base["compactness"],
+                                                   args.bound_seconds)
+                base["bound"] = more.bound
+                base["gap_to_bound"] = (base["compactness"] - more.bound) / base["compactness"]
+                print(f"{'':>5}        free-centre bound {more.bound:,.0f} after "
+                      f"{more.iterations} steps ({more.seconds:.0f} s, {more.stopped_by}): "
+                      f"gap {base['gap_to_bound']:.3%}", flush=True)
             for method, m in measured.items():
                 if method != "ours":
                     base[f"compactness_vs_{method}"] = base["compactness"] / m["compactness"]
-            print(f"{'':>5}        ours/METIS compactness "
-                  f"{base.get('compactness_vs_metis', np.nan):.3f}, ours/GerryChain "
-                  f"{base.get('compactness_vs_gerrychain', np.nan):.3f}, our gap to LP bound "
+            ratios = ", ".join(f"ours/{method} {base[f'compactness_vs_{method}']:.3f}"
+                               for method in measured if method != "ours")
+            print(f"{'':>5}        compactness {ratios}; gap to the bound found in the solve "
                   f"{gap:.3%}", flush=True)
             rows.extend(measured.values())
     table = pd.DataFrame(rows)
     if args.csv:
         table.to_csv(args.csv, index=False)
     ok = table[table["method"] == "ours"]
-    print(f"\nours within tolerance and contiguous in {int((ok['within_tolerance'] & (ok['contiguous'] == ok['territories'])).sum())}"
-          f"/{len(ok)} cases; mean compactness ratio to METIS "
-          f"{ok['compactness_vs_metis'].mean():.3f}, to GerryChain "
-          f"{ok.get('compactness_vs_gerrychain', pd.Series(dtype=float)).mean():.3f}")
+    ratios = ", ".join(f"{column[len('compactness_vs_'):]} {ok[column].mean():.3f}"
+                       for column in ok.columns if column.startswith("compactness_vs_"))
+    print(f"\nours within tolerance and contiguous in "
+          f"{int((ok['within_tolerance'] & (ok['contiguous'] == ok['territories'])).sum())}"
+          f"/{len(ok)} cases; mean compactness ratio ours/baseline: {ratios}")
+    if "gap_to_bound" in ok:
+        for size, group in ok.groupby("units"):
+            print(f"{size} units: gap to the free-centre bound {group['gap_to_bound'].min():.2%}"
+                  f" to {group['gap_to_bound'].max():.2%} (in the solve "
+                  f"{group['gap_in_solve'].min():.2%} to {group['gap_in_solve'].max():.2%})")
     return 0
 
 

@@ -116,3 +116,33 @@ def territory_metrics(units: pd.DataFrame, edges: pd.DataFrame, labels: np.ndarr
     return {"territories": len(parts), "balance_min": float(index.min()),
             "balance_max": float(index.max()), "contiguous": int(contiguous),
             "compactness": compactness}
+
+
+def free_centre_bound(units: pd.DataFrame, edges: pd.DataFrame, territories: int,
+                      tolerance: float, labels: np.ndarray, objective: float, seconds: float):
+    """The bound of :mod:`allocator.pmedian_bound` (balanced p-median LP, free centres) for
+    this geography, started from a plan's travel (``labels``, value ``objective``) and given
+    ``seconds`` of wall time: the same bound the solver reports, with more time than its last
+    tenth of the limit."""
+    import dataclasses
+    import tempfile
+    import warnings
+
+    from allocator import clock
+    from allocator.alignment import AlignmentProblem
+    from allocator.pmedian_bound import pmedian_lp_bound
+    from allocator.scenario import load_scenario
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_districting(Path(tmp), units, edges, territories, tolerance, seconds)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scenario = load_scenario(path)
+    problem = AlignmentProblem.from_scenario(scenario)
+    problem = dataclasses.replace(problem, travel_rate=scenario.units["workload"].to_numpy(float))
+    alpha = np.zeros(problem.n)
+    for part in np.unique(labels):
+        members = np.flatnonzero(labels == part)
+        travel = problem.cost(members[None, :], members[:, None])  # row: from a centre
+        alpha[members] = travel[int(np.argmin(travel.sum(axis=1)))]
+    return pmedian_lp_bound(problem, territories, objective, clock.now() + seconds, alpha=alpha)

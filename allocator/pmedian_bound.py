@@ -57,6 +57,8 @@ from allocator.alignment import AlignmentProblem, hire_places
 PRICING_SECONDS_PER_STEP = 5.0e-3
 PRICING_SECONDS_PER_PAIR = 6.0e-8
 BLOCK_PAIRS = 2_000_000  # pairs priced at once: a few tens of MB of working arrays
+# one step prices every unit-centre pair: above this many (about 15 s a step) no bound is tried
+MAX_PAIRS = 250_000_000
 CACHED_PAIRS = 25_000_000  # the cost matrix is kept up to this size (200 MB)
 
 
@@ -196,12 +198,14 @@ def pmedian_lp_bound(problem: AlignmentProblem, headcount: int, upper: float,
     search when reached. ``alpha``: starting multipliers, e.g. each unit's travel in that plan.
     Stops at ``deadline`` on the search clock (after one evaluation), after ``max_iterations``,
     or when the step has shrunk to nothing. ``None`` when a site can host several reps (its
-    inner problem is not handled here).
+    inner problem is not handled here) or above ``MAX_PAIRS`` unit-centre pairs (40,000 units:
+    a single step would take minutes).
     """
     started = time.perf_counter()
-    lagrangian = _Lagrangian(problem, headcount)
-    if lagrangian.hi.max(initial=0) > 1:
+    centres, _, most = candidate_centres(problem)
+    if most.max(initial=0) > 1 or problem.n * len(centres) > MAX_PAIRS:
         return None
+    lagrangian = _Lagrangian(problem, headcount)
     if alpha is None:  # the best of scaled territory radii (a plan's travel does better)
         radius = lagrangian.radius_start()
         alpha = max((scale * radius for scale in (0.5, 1.0, 1.5, 2.0)),

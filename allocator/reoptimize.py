@@ -66,6 +66,7 @@ Progress = Callable[[str], None]
 VACANT_PREFIX = "VACANT-"
 VACANCY_HOURS = 1e-6  # an open seat sells nothing; a positive sliver keeps shares defined
 DEFAULT_TRADEOFF_SHARE = 0.10  # the sweep's largest cap when --max-moved is not given
+TRADEOFF_SHARE_OF_TIME = 0.4  # of the time limit, kept for the trade-off sweep on large maps
 PLAN_SOLVER = "highs"  # solver of the whole-map transfer plan (see Reoptimizer.repair)
 
 
@@ -1113,6 +1114,10 @@ def reoptimize(run_path: str | Path, actuals_path: str | Path, as_of: date, *,
             diagnosis=[f"the people changes alone move {mid.forced.sum()} unit(s) "
                        f"({_fmt(forced, search.measure)}, {forced / search.total:.2%} of the "
                        f"{search.measure}); --max-moved allows {max_moved.share:.2%}"])
+    if tradeoff and not search.small:
+        # on a large map the repair and its reductions would use all the time: keep a share
+        # for the sweep, so that its points above the least disruption get searched at all
+        search.deadline = deadline - TRADEOFF_SHARE_OF_TIME * spec.time_limit
     assignment = mid.start.copy()
     initial_violation = search.violation(assignment)
     note(f"start: {int(mid.forced.sum())} unit(s) must change owner; balance violation "
@@ -1130,6 +1135,7 @@ def reoptimize(run_path: str | Path, actuals_path: str | Path, as_of: date, *,
     else:
         assignment = search.improve(assignment)
     termination = "time_limit" if search.time_left() <= 0.5 else "search_complete"
+    search.deadline = deadline
     outcome = search.outcome(assignment, termination)
     note(f"plan: {int(search.moved(assignment).sum())} unit(s) moved, disruption "
          f"{_fmt(outcome.disruption, search.measure)}, {search.resolves} exact re-solve(s)")

@@ -441,7 +441,8 @@ class Reoptimizer:
         self.say("planned transfers: " + (
             f"{first.planned_moves} paid move(s) planned ({first.status}"
             + (f", short of balance by {first.slack:.3g} x the mean" if first.slack > 0 else
-               f", at least {first.bound:.0f} for that plan" if first.bound is not None else "")
+               f", at least {first.bound:.0f} for that plan"
+               if first.bound is not None and self.measure == "units" else "")
             + f"), {len(transfers.plans)} round(s)" if first is not None else "no plan")
             + f"; balance violation {started:.3g} -> {transfers.violation():.3g}, "
             f"{int(self.moved(transfers.assignment).sum())} unit(s) moved")

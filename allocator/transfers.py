@@ -76,7 +76,8 @@ class TransferPlan:
     planned_moves: int  # paid moves the plan expects
     slack: float  # balance the plan could not reach (means per rep)
     status: str
-    bound: float | None = None  # the solver's lower bound on paid moves (None if unknown)
+    bound: float | None = None  # the solver's bound on the moves' disruption, in units of
+    # the mean disruption of a paid move (paid moves when counting units); None if unknown
 
 
 def _border_units(local: LocalSearch, adjacency, u: int, v: int) -> list[int]:

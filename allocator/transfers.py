@@ -176,7 +176,7 @@ def plan_transfers(problem: AlignmentProblem, staffing: Staffing, assignment: np
                 # the flow is what the chosen units carry, plus part of what the free units do
                 loose = pulp.LpVariable(f"g_{u}_{v}_{m}", 0, top)
                 model += (f == pulp.lpSum(int(round(weight[i, m])) * z
-                                          for i, z in zip(paid, picks)) + loose), \
+                                          for i, z in zip(paid, picks, strict=True)) + loose), \
                     f"carry_{u}_{v}_{m}"
                 model += loose <= int(np.floor(free[m])), f"loose_{u}_{v}_{m}"
     for i, options in choices.items():

@@ -57,8 +57,9 @@ from allocator.alignment import AlignmentProblem, hire_places
 PRICING_SECONDS_PER_STEP = 5.0e-3
 PRICING_SECONDS_PER_PAIR = 6.0e-8
 BLOCK_PAIRS = 2_000_000  # pairs priced at once: a few tens of MB of working arrays
-# one step prices every unit-centre pair: above this many (about 15 s a step) no bound is tried
-MAX_PAIRS = 250_000_000
+# one step prices every unit-centre pair (about 0.15 s a step at 1,600 units, 2 s at 4,900,
+# minutes at 40,000): above this many pairs the solver tries no bound by default
+MAX_PAIRS = 5_000_000
 CACHED_PAIRS = 25_000_000  # the cost matrix is kept up to this size (200 MB)
 
 
@@ -190,7 +191,8 @@ class _Lagrangian:
 
 def pmedian_lp_bound(problem: AlignmentProblem, headcount: int, upper: float,
                      deadline: float = math.inf, alpha: np.ndarray | None = None,
-                     max_iterations: int = 2000, patience: int = 15) -> PMedianBound | None:
+                     max_iterations: int = 2000, patience: int = 15,
+                     max_pairs: int = MAX_PAIRS) -> PMedianBound | None:
     """Lower bound on the travel of every balanced plan of ``headcount`` reps (see module).
 
     ``problem.travel_rate`` weighs distance (the districting search sets it to workload).
@@ -198,12 +200,13 @@ def pmedian_lp_bound(problem: AlignmentProblem, headcount: int, upper: float,
     search when reached. ``alpha``: starting multipliers, e.g. each unit's travel in that plan.
     Stops at ``deadline`` on the search clock (after one evaluation), after ``max_iterations``,
     or when the step has shrunk to nothing. ``None`` when a site can host several reps (its
-    inner problem is not handled here) or above ``MAX_PAIRS`` unit-centre pairs (40,000 units:
-    a single step would take minutes).
+    inner problem is not handled here) or above ``max_pairs`` unit-centre pairs (by default
+    about 2,200 units x as many sites; larger maps get too few steps for a useful bound within a
+    solve's limit).
     """
     started = time.perf_counter()
     centres, _, most = candidate_centres(problem)
-    if most.max(initial=0) > 1 or problem.n * len(centres) > MAX_PAIRS:
+    if most.max(initial=0) > 1 or problem.n * len(centres) > max_pairs:
         return None
     lagrangian = _Lagrangian(problem, headcount)
     if alpha is None:  # the best of scaled territory radii (a plan's travel does better)

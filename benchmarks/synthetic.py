@@ -145,4 +145,5 @@ def free_centre_bound(units: pd.DataFrame, edges: pd.DataFrame, territories: int
         members = np.flatnonzero(labels == part)
         travel = problem.cost(members[None, :], members[:, None])  # row: from a centre
         alpha[members] = travel[int(np.argmin(travel.sum(axis=1)))]
-    return pmedian_lp_bound(problem, territories, objective, clock.now() + seconds, alpha=alpha)
+    return pmedian_lp_bound(problem, territories, objective, clock.now() + seconds, alpha=alpha,
+                            max_pairs=10**12)

@@ -184,7 +184,7 @@ class _Lagrangian:
         """Each unit's rate times the distance to its ``ceil(n / N)``-th nearest unit: what
         serving it costs from the edge of a territory of average size."""
         points = self.problem.scenario.coordinates.embedded()
-        k = min(self.n, int(math.ceil(self.n / max(self.N, 1))))
+        k = min(self.n, math.ceil(self.n / max(self.N, 1)))
         near = np.atleast_2d(cKDTree(points).query(points, k=k)[1].reshape(self.n, k))[:, -1]
         return self.problem.cost(np.arange(self.n), near)
 

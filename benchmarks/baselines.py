@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import queue as queue_module
 import sys
 import time
 import warnings
@@ -150,7 +151,7 @@ def capped(method, args, seconds):
     process.start()
     try:
         return queue.get(timeout=seconds), ""
-    except Exception:  # the queue's Empty: past the cap, or the child failed
+    except queue_module.Empty:  # past the cap, or the child failed
         return None, (f"no answer within {seconds:.0f} s" if process.is_alive()
                       else f"failed (exit code {process.exitcode})")
     finally:

@@ -1,280 +1,500 @@
-"""The LP bound of a fixed head count, over every unit-site pair (column generation).
+"""The LP bound of a head count (or a range of head counts), by column and row generation.
 
-For head count ``N`` the relaxation keeps the organisation decisions (which existing reps stay,
-how many hires at each site) and the assignment, drops integrality and contiguity, and prices
-sales by the tangents of the pooled response curve (see :mod:`allocator.sizing`). With
-``n_s = sum_{r based at s} keep_r + hire_s``:
+For head counts ``N`` in ``[N_lo, N_hi]`` the relaxation keeps the organisation decisions (which
+existing reps stay, how many hires at each site) and the assignment, drops integrality and
+contiguity, and prices sales by the territory-level conjugate bound of the response (see
+:func:`allocator.response.conjugate`) and the tangents of the pooled curve (see
+:mod:`allocator.sizing`). With ``n_s = sum_{r based at s} keep_r + hire_s`` and ``W_m`` the total
+of balance measure ``m``:
 
     max  margin * sigma - sum_r (cost_r - release) keep_r - hire_cost * sum_s hire_s
-         - sum_{i,s} c_is x_is - R * release - managers(N)
+         - sum_{i,s} c_is x_is - R * release - managers(N_lo)
     s.t. sum_s x_is = 1                                          every unit i
-         (1 - tau_m) omega_m n_s <= sum_i a_im x_is <= (1 + tau_m) omega_m n_s   every s, m
-         sum_r keep_r + sum_s hire_s = N
-         sigma <= S_j + lambda_j (sum_r h_r keep_r + h_hire sum_s hire_s - E_j)   every tangent j
+         (1 - tau_m) W_m / N_hi n_s <= sum_i a_im x_is <= (1 + tau_m) W_m / N_lo n_s   every s, m
+         N_lo <= sum_r keep_r + sum_s hire_s <= N_hi
+         sigma_s <= lambda_l h_s + sum_i phi_i(lambda_l) x_is     every site s, price l
+         sigma <= sum_s sigma_s;  sigma <= S_j + lambda_j (hours - E_j)   every tangent j
          people cost + travel <= budget
+         x_is <= n_s                                              (the strong link)
          0 <= x, keep <= 1, 0 <= hire_s <= max_hires_s.
 
-Pairs start pruned to each unit's nearest sites; columns with negative reduced cost are added
-until none is left, so the value is the bound of the *unpruned* LP. If time runs out first, the
-Farley bound (restricted value plus each unit's most negative reduced cost) is returned, which is
-valid because each unit's pairs sum to one.
+Every plan with a head count in the range is feasible for it, so its value bounds them all; a
+single head count is the range ``[N, N]``.
+
+The LP is kept in one HiGHS model and grown between warm-started solves:
+
+- *columns*: pairs start pruned to each unit's nearest sites; pairs of negative reduced cost
+  are added until none is left;
+- *rows*: the strong links ``x_is <= n_s`` (one per pair: too many to state at national size)
+  are added only where the solution violates them.
+
+Any round's value plus each unit's most negative reduced cost (Farley) bounds the LP with that
+round's rows and *all* columns, which is a relaxation of the full LP: the bound is valid at every
+round, and the smallest one is kept when the work runs out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import highspy
 import numpy as np
+from scipy import sparse
 
 from allocator import clock
 from allocator.alignment import AlignmentProblem
 from allocator.response import conjugate, price_grid
 from allocator.scenario import Scenario
 from allocator.sizing import ResponseCurve, economics
-from allocator.solvers import solve_lp
 
 INF = highspy.kHighsInf
 
 
 @dataclass(frozen=True)
 class LpBound:
-    headcount: int
+    headcount: int  # the range's lower end (the head count itself for a single one)
     value: float  # upper bound of the objective (contribution, or minus cost)
-    exact: bool  # True: the unpruned LP was solved to optimality
+    exact: bool  # True: the full LP (all pairs, all links) was solved to optimality
     feasible: bool
     rounds: int
     columns: int
     keep: np.ndarray | None = None  # LP value of keeping each existing rep
     hire: np.ndarray | None = None  # LP hires at each site (scenario.sites order)
+    headcount_hi: int | None = None  # the range's upper end
+    links: int = 0  # strong-link rows the LP needed
+    parts: dict = field(default_factory=dict)  # the LP's sales, people cost and travel
+
+    @property
+    def headcounts(self) -> range:
+        return range(self.headcount, (self.headcount_hi or self.headcount) + 1)
 
 
-def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount: int,
-                       curve: ResponseCurve, start_k: int = 12, time_limit: float = 10.0,
-                       max_rounds: int = 60, columns_per_round: int = 20,
-                       lp_method: str = "simplex", strong_links: bool | None = None) -> LpBound:
-    s = scenario.settings
-    t0 = clock.now()
-    n = scenario.n_units
-    sites = scenario.sites["unit"].to_numpy()
-    S = len(sites)
-    M = problem.measures.shape[1]
-    econ = economics(scenario)
-    reps = scenario.reps
-    R = len(reps)
-    site_pos = {int(u): k for k, u in enumerate(sites)}
-    rep_site = np.array([site_pos[int(h)] for h in reps["home"]], dtype=np.int64)
-    omega = problem.measures.sum(axis=0) / headcount
-    scale = omega
-    keep_lo = np.zeros(R)
-    if s.reps is not None and s.reps.lock == "keep":
-        keep_lo[:] = 1.0
-    locked_rep = problem.lock_unit
-    keep_lo[np.unique(locked_rep[locked_rep >= 0])] = 1.0
+class HeadcountLp:
+    """The relaxation of one head-count range as a growing HiGHS model.
 
-    # allowed pairs: locked units only to their rep's site
-    forced = np.where(locked_rep >= 0, rep_site[np.maximum(locked_rep, 0)], -1)
-    near = scenario.coordinates.nearest(np.arange(n), sites, min(start_k, S))
-    pu = np.repeat(np.arange(n), near.shape[1])
-    ps = near.ravel()
-    ok = (forced[pu] < 0) | (forced[pu] == ps)
-    pu, ps = pu[ok], ps[ok]
-    lock_units = np.flatnonzero(forced >= 0)
-    pu = np.concatenate([pu, lock_units])
-    ps = np.concatenate([ps, forced[lock_units]])
-    pairs = np.unique(np.column_stack([pu, ps]), axis=0)
+    Columns: keep (R) | hire (S) | sigma | sigma_s (S) | pairs (grown).
+    Rows: units (n) | balance upper (S*M) | balance lower (S*M) | head count | tangents (J) |
+    budget | sigma link | territory prices (S*L) | strong links (grown).
+    """
 
-    e_hi = float(np.sort(econ.rep_hours)[::-1][: min(R, headcount)].sum()
-                 + max(0, headcount) * econ.hire_hours)
-    tangents = np.flatnonzero(curve.hours <= e_hi * 1.01)
-    lo_idx = max(int(tangents.min()) - 1, 0) if len(tangents) else 0
-    hi_idx = min(int(tangents.max()) + 2, len(curve.hours)) if len(tangents) else len(curve.hours)
-    tangents = np.arange(lo_idx, hi_idx)
-    J = len(tangents)
-    managers = econ.managers(headcount) * econ.manager_cost
-    constant = R * econ.release_cost + managers
-    maximise = s.strategy.objective == "max_contribution"
-    target = scenario.target_sales()
-    # territory-level response: S_t(h_t) <= lambda_l h_t + sum_i phi_i(lambda_l) x_it
-    prices = price_grid(curve.marginal(e_hi), points=13, spread=3.0)
-    L = len(prices)
-    units = scenario.units
-    phi = np.column_stack([conjugate(units["potential"].to_numpy(float),
-                                     units["workload"].to_numpy(float), lam_l, s.response)
-                           for lam_l in prices])
+    def __init__(self, scenario: Scenario, problem: AlignmentProblem, curve: ResponseCurve,
+                 start_k: int = 12) -> None:
+        s = scenario.settings
+        self.scenario, self.problem = scenario, problem
+        n_min, n_max = s.strategy.headcount.min, s.strategy.headcount.max
+        n = self.n = scenario.n_units
+        sites = self.sites = scenario.sites["unit"].to_numpy()
+        S = self.S = len(sites)
+        M = self.M = problem.measures.shape[1]
+        econ = self.econ = economics(scenario)
+        reps = scenario.reps
+        R = self.R = len(reps)
+        site_pos = {int(u): k for k, u in enumerate(sites)}
+        self.rep_site = rep_site = np.array([site_pos[int(h)] for h in reps["home"]],
+                                            dtype=np.int64)
+        totals = self.totals = problem.measures.sum(axis=0)
+        # measures in units of the mean per rep of the middle head count (any scale is valid)
+        self.scale = np.where(totals > 0, totals / (0.5 * (n_min + n_max)), 1.0)
+        self.a = problem.measures / self.scale
+        keep_lo = np.zeros(R)
+        if s.reps is not None and s.reps.lock == "keep":
+            keep_lo[:] = 1.0
+        locked_rep = problem.lock_unit
+        keep_lo[np.unique(locked_rep[locked_rep >= 0])] = 1.0
+        # locked units may only join their rep's site
+        self.forced = np.where(locked_rep >= 0, rep_site[np.maximum(locked_rep, 0)], -1)
+        dist = scenario.coordinates.distance(np.arange(n)[:, None], sites[None, :])
+        self.travel = problem.travel_rate[:, None] * dist  # (n, S)
 
-    # x_is <= n_s tightens the bound a lot but makes big LPs slow (simplex and IPM alike)
-    strong = len(pairs) <= 20_000 if strong_links is None else strong_links
-    rounds = 0
-    value = -np.inf
-    last: LpBound | None = None
-    while True:
-        rounds += 1
-        pu, ps = pairs[:, 0], pairs[:, 1]
-        P = len(pairs)
-        travel = problem.cost(pu, sites[ps])
-        # columns: x (P) | keep (R) | hire (S) | sigma (1)
-        # rows: units (n) | balance upper (S*M) | balance lower (S*M) | headcount | tangents (J) | budget
-        r_bal_u = n
-        r_bal_l = n + S * M
-        r_head = n + 2 * S * M
-        r_tan = r_head + 1
-        r_budget = r_tan + J
-        r_link = r_budget + 1
-        r_terr = r_link + 1
-        r_xlink = r_terr + S * L
-        rows = r_xlink + (P if strong else 0)
-        cols, rws, vals = [], [], []
+        # every tangent is an upper bound: those up to the largest head count's hours serve all
+        e_hi = float(np.sort(econ.rep_hours)[::-1][: min(R, n_max)].sum()
+                     + max(0, n_max) * econ.hire_hours)
+        e_lo = float(np.sort(econ.rep_hours)[::-1][: min(R, n_min)].sum()
+                     + max(0, n_min - R) * econ.hire_hours)
+        tangents = np.flatnonzero(curve.hours <= e_hi * 1.01)
+        lo_idx = max(int(tangents.min()) - 1, 0) if len(tangents) else 0
+        hi_idx = min(int(tangents.max()) + 2, len(curve.hours)) if len(tangents) else \
+            len(curve.hours)
+        tangents = np.arange(lo_idx, hi_idx)
+        J = len(tangents)
+        self.maximise = s.strategy.objective == "max_contribution"
+        # hour prices spanning the marginal returns of every head count in the allowed range
+        centre = float(np.sqrt(curve.marginal(e_hi) * curve.marginal(max(e_lo, 1.0))))
+        spread = 3.0 * float(np.sqrt(curve.marginal(max(e_lo, 1.0)) / max(curve.marginal(e_hi),
+                                                                           1e-300)))
+        prices = self.prices = price_grid(centre, points=17, spread=min(spread, 1e3))
+        L = self.L = len(prices)
+        units = scenario.units
+        self.phi = np.column_stack([conjugate(units["potential"].to_numpy(float),
+                                              units["workload"].to_numpy(float), lam, s.response)
+                                    for lam in prices])
+
+        # fixed columns
+        self.kcol = np.arange(R)
+        self.hcol = R + np.arange(S)
+        self.sigma = R + S
+        self.tcol = R + S + 1 + np.arange(S)
+        self.x0 = R + 2 * S + 1
+        # fixed rows
+        self.r_bal_u = n
+        self.r_bal_l = n + S * M
+        self.r_head = n + 2 * S * M
+        self.r_tan = self.r_head + 1
+        self.r_budget = self.r_tan + J
+        self.r_link = self.r_budget + 1
+        self.r_terr = self.r_link + 1
+        self.r_strong = self.r_terr + S * L
+        ncols = self.x0
+        nrows = self.r_strong
+        entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
         def add(col, row, val):
-            cols.append(np.asarray(col))
-            rws.append(np.asarray(row))
-            vals.append(np.asarray(val, dtype=float))
+            col = np.atleast_1d(np.asarray(col))
+            entries.append((col, np.broadcast_to(np.asarray(row), col.shape),
+                            np.broadcast_to(np.asarray(val, dtype=float), col.shape)))
 
-        xcol = np.arange(P)
-        add(xcol, pu, np.ones(P))
-        a = problem.measures[pu] / scale
-        for m in range(M):
-            add(xcol, r_bal_u + ps * M + m, a[:, m])
-            add(xcol, r_bal_l + ps * M + m, a[:, m])
-        add(xcol, np.full(P, r_budget), travel)
+        kcol, hcol, tcol = self.kcol, self.hcol, self.tcol
         for l in range(L):
-            add(xcol, r_terr + ps * L + l, -phi[pu, l])
-        # strong linking x_is <= n_s: a site with a fraction of a rep gets that fraction of a unit
-        if strong:
-            add(xcol, r_xlink + xcol, np.ones(P))
-        by_site = np.argsort(ps, kind="stable")
-        site_start = np.searchsorted(ps[by_site], np.arange(S + 1))
-        kcol = P + np.arange(R)
-        hcol = P + R + np.arange(S)
-        sigma = P + R + S
-        tcol = sigma + 1 + np.arange(S)
-        for l in range(L):
-            add(kcol, r_terr + rep_site * L + l, -prices[l] * econ.rep_hours)
-            add(hcol, r_terr + np.arange(S) * L + l, np.full(S, -prices[l] * econ.hire_hours))
-            add(tcol, r_terr + np.arange(S) * L + l, np.ones(S))
-        for k in range(R if strong else 0):
-            rows_k = by_site[site_start[rep_site[k]]:site_start[rep_site[k] + 1]]
-            add(np.full(len(rows_k), P + k), r_xlink + rows_k, -np.ones(len(rows_k)))
-        if strong:
-            add(P + R + ps[by_site], r_xlink + by_site, -np.ones(P))
-        add([sigma], [r_link], [1.0])
-        add(tcol, np.full(S, r_link), -np.ones(S))
-        for m in range(M):
-            up = (1 + problem.tolerance[m]) * omega[m] / scale[m]
-            lo = (1 - problem.tolerance[m]) * omega[m] / scale[m]
-            add(kcol, r_bal_u + rep_site * M + m, np.full(R, -up))
-            add(kcol, r_bal_l + rep_site * M + m, np.full(R, -lo))
-            add(hcol, r_bal_u + np.arange(S) * M + m, np.full(S, -up))
-            add(hcol, r_bal_l + np.arange(S) * M + m, np.full(S, -lo))
-        add(kcol, np.full(R, r_head), np.ones(R))
-        add(hcol, np.full(S, r_head), np.ones(S))
+            add(kcol, self.r_terr + rep_site * L + l, -prices[l] * econ.rep_hours)
+            add(hcol, self.r_terr + np.arange(S) * L + l, -prices[l] * econ.hire_hours)
+            add(tcol, self.r_terr + np.arange(S) * L + l, 1.0)
+        add(self.sigma, self.r_link, 1.0)
+        add(tcol, self.r_link, -1.0)
+        for m in range(M):  # coefficients of the range [n_min, n_max]; set_range changes them
+            tau = problem.tolerance[m]
+            up = (1 + tau) * totals[m] / n_min / self.scale[m]
+            lo = (1 - tau) * totals[m] / n_max / self.scale[m]
+            add(kcol, self.r_bal_u + rep_site * M + m, -up)
+            add(kcol, self.r_bal_l + rep_site * M + m, -lo)
+            add(hcol, self.r_bal_u + np.arange(S) * M + m, -up)
+            add(hcol, self.r_bal_l + np.arange(S) * M + m, -lo)
+        add(kcol, self.r_head, 1.0)
+        add(hcol, self.r_head, 1.0)
         lam = curve.slope[tangents]
         for j in range(J):
-            add(kcol, np.full(R, r_tan + j), -lam[j] * econ.rep_hours)
-            add(hcol, np.full(S, r_tan + j), np.full(S, -lam[j] * econ.hire_hours))
-        add(np.full(J, sigma), r_tan + np.arange(J), np.ones(J))
-        add(kcol, np.full(R, r_budget), econ.rep_cost - econ.release_cost)
-        add(hcol, np.full(S, r_budget), np.full(S, econ.hire_cost))
-        col = np.concatenate(cols)
-        row = np.concatenate(rws)
-        val = np.concatenate(vals)
+            add(kcol, self.r_tan + j, -lam[j] * econ.rep_hours)
+            add(hcol, self.r_tan + j, -lam[j] * econ.hire_hours)
+        add(np.full(J, self.sigma), self.r_tan + np.arange(J), 1.0)
+        add(kcol, self.r_budget, econ.rep_cost - econ.release_cost)
+        add(hcol, self.r_budget, econ.hire_cost)
+        col = np.concatenate([e[0] for e in entries])
+        row = np.concatenate([e[1] for e in entries])
+        val = np.concatenate([e[2] for e in entries])
         order = np.lexsort((row, col))
         col, row, val = col[order], row[order], val[order]
-        ncols = sigma + 1 + S
-        start = np.searchsorted(col, np.arange(ncols + 1))
 
         cost = np.zeros(ncols)
-        if maximise:
-            cost[:P] = travel
-            cost[kcol] = econ.rep_cost - econ.release_cost
-            cost[hcol] = econ.hire_cost
-            cost[sigma] = -s.strategy.margin
-        else:
-            cost[:P] = travel
-            cost[kcol] = econ.rep_cost - econ.release_cost
-            cost[hcol] = econ.hire_cost
+        cost[kcol] = econ.rep_cost - econ.release_cost
+        cost[hcol] = econ.hire_cost
+        if self.maximise:
+            cost[self.sigma] = -s.strategy.margin
         lower = np.zeros(ncols)
         upper = np.ones(ncols)
         lower[kcol] = keep_lo
         upper[hcol] = np.minimum(scenario.sites["max_hires"].to_numpy(float),
                                  s.alignment.max_reps_per_territory)
-        upper[sigma] = INF
+        upper[self.sigma] = INF
         upper[tcol] = INF
-        if not maximise:
-            lower[sigma] = target
-        row_lo = np.full(rows, -INF)
-        row_hi = np.zeros(rows)
-        row_lo[:n] = 1.0
-        row_hi[:n] = 1.0
-        row_hi[r_bal_l:r_bal_l + S * M] = INF
-        row_lo[r_bal_l:r_bal_l + S * M] = 0.0
-        row_lo[r_head] = row_hi[r_head] = headcount
-        row_hi[r_tan:r_tan + J] = curve.sales[tangents] - lam * curve.hours[tangents]
-        row_hi[r_budget] = s.strategy.budget - constant
+        if not self.maximise:
+            lower[self.sigma] = scenario.target_sales()
+        row_lo = np.full(nrows, -INF)
+        row_hi = np.zeros(nrows)
+        row_lo[:n] = row_hi[:n] = 1.0
+        row_hi[self.r_bal_l:self.r_bal_l + S * M] = INF
+        row_lo[self.r_bal_l:self.r_bal_l + S * M] = 0.0
+        row_hi[self.r_tan:self.r_tan + J] = curve.sales[tangents] - lam * curve.hours[tangents]
 
-        h = solve_lp(cost, lower, upper, row_lo, row_hi, start, row, val, solver=lp_method,
-                     time_limit=max(1.0, time_limit - (clock.now() - t0)))
-        status = h.getModelStatus()
-        if status == highspy.HighsModelStatus.kInfeasible:
-            # pruning can only make the LP infeasible if the full one is too; check the full
-            # one before declaring it
-            if P < n * S:
-                pairs = _all_pairs(n, S, forced)
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = ncols, nrows
+        lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, lower, upper
+        lp.row_lower_, lp.row_upper_ = row_lo, row_hi
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = np.searchsorted(col, np.arange(ncols + 1)).astype(np.int32)
+        lp.a_matrix_.index_ = row.astype(np.int32)
+        lp.a_matrix_.value_ = val
+        self.h = highspy.Highs()
+        self.h.setOptionValue("output_flag", False)
+        self.h.setOptionValue("threads", 1)
+        self.h.passModel(lp)
+        self.nnz = len(val)
+        self.n_lo = self.n_hi = -1
+        self.set_range(n_min, n_max)
+
+        # pairs in the model (column x0 + k) and the pairs with a strong-link row
+        self.pairs = np.zeros((0, 2), dtype=np.int64)
+        self.in_model = np.zeros((n, S), dtype=bool)
+        self.linked = np.zeros(0, dtype=bool)
+        self.link_of = np.zeros(0, dtype=np.int64)  # row of each linked pair's strong link
+        near = scenario.coordinates.nearest(np.arange(n), sites, min(start_k, S))
+        pu = np.repeat(np.arange(n), near.shape[1])
+        ps = near.ravel()
+        locked = np.flatnonzero(self.forced >= 0)
+        pu = np.concatenate([pu, locked])
+        ps = np.concatenate([ps, self.forced[locked]])
+        self.add_pairs(pu, ps)
+
+    def set_range(self, n_lo: int, n_hi: int) -> None:
+        """Bound the head counts ``n_lo..n_hi``: the balance rows relaxed to the range's ends,
+        the fewest managers of the range. Pairs, links and the basis carry over."""
+        if (n_lo, n_hi) == (self.n_lo, self.n_hi):
+            return
+        econ, s = self.econ, self.scenario.settings
+        self.n_lo, self.n_hi = n_lo, n_hi
+        for m in range(self.M):
+            tau = self.problem.tolerance[m]
+            up = (1 + tau) * self.totals[m] / n_lo / self.scale[m]
+            lo = (1 - tau) * self.totals[m] / n_hi / self.scale[m]
+            for k in range(self.R):
+                self.h.changeCoeff(int(self.r_bal_u + self.rep_site[k] * self.M + m),
+                                   int(self.kcol[k]), -up)
+                self.h.changeCoeff(int(self.r_bal_l + self.rep_site[k] * self.M + m),
+                                   int(self.kcol[k]), -lo)
+            for site in range(self.S):
+                self.h.changeCoeff(int(self.r_bal_u + site * self.M + m), int(self.hcol[site]), -up)
+                self.h.changeCoeff(int(self.r_bal_l + site * self.M + m), int(self.hcol[site]), -lo)
+        self.h.changeRowBounds(int(self.r_head), float(n_lo), float(n_hi))
+        # the fewest managers of the range: a bound for every head count in it
+        self.constant = self.R * econ.release_cost + econ.managers(n_lo) * econ.manager_cost
+        self.h.changeRowBounds(int(self.r_budget), -INF, float(s.strategy.budget - self.constant))
+
+    # -- growing the model -------------------------------------------------------------------
+
+    def _allowed(self, pu: np.ndarray, ps: np.ndarray) -> np.ndarray:
+        return (self.forced[pu] < 0) | (self.forced[pu] == ps)
+
+    def add_pairs(self, pu: np.ndarray, ps: np.ndarray) -> int:
+        """Add the unit-site pairs not yet in the model; return how many were new."""
+        ok = self._allowed(pu, ps) & ~self.in_model[pu, ps]
+        pair = np.unique(np.column_stack([pu[ok], ps[ok]]), axis=0)
+        if len(pair) == 0:
+            return 0
+        pu, ps = pair[:, 0], pair[:, 1]
+        P, M, L = len(pu), self.M, self.L
+        # each column: unit row, M upper and M lower balance rows, budget, L price rows
+        rows = np.column_stack([pu[:, None],
+                                self.r_bal_u + ps[:, None] * M + np.arange(M)[None, :],
+                                self.r_bal_l + ps[:, None] * M + np.arange(M)[None, :],
+                                np.full((P, 1), self.r_budget),
+                                self.r_terr + ps[:, None] * L + np.arange(L)[None, :]])
+        travel = self.travel[pu, ps]
+        vals = np.column_stack([np.ones((P, 1)), self.a[pu], self.a[pu], travel[:, None],
+                                -self.phi[pu]])
+        per = rows.shape[1]
+        self.h.addCols(P, travel, np.zeros(P), np.ones(P), P * per,
+                       (np.arange(P) * per).astype(np.int32), rows.ravel().astype(np.int32),
+                       vals.ravel())
+        self.nnz += P * per
+        self.pairs = np.vstack([self.pairs, pair])
+        self.in_model[pu, ps] = True
+        self.linked = np.concatenate([self.linked, np.zeros(P, dtype=bool)])
+        self.link_of = np.concatenate([self.link_of, np.full(P, -1)])
+        return P
+
+    def add_links(self, which: np.ndarray) -> None:
+        """State the strong link ``x_is <= n_s`` of the pairs at positions ``which``."""
+        if len(which) == 0:
+            return
+        sites_reps = [np.flatnonzero(self.rep_site == s) for s in range(self.S)]
+        starts, index, value = [], [], []
+        count = 0
+        for k in which:
+            s = int(self.pairs[k, 1])
+            cols = np.concatenate([[self.x0 + k], self.kcol[sites_reps[s]], [self.hcol[s]]])
+            starts.append(count)
+            index.append(cols)
+            value.append(np.concatenate([[1.0], -np.ones(len(cols) - 1)]))
+            count += len(cols)
+        first = self.h.getNumRow()
+        K = len(which)
+        self.h.addRows(K, np.full(K, -INF), np.zeros(K), count, np.asarray(starts, np.int32),
+                       np.concatenate(index).astype(np.int32), np.concatenate(value))
+        self.nnz += count
+        self.linked[which] = True
+        self.link_of[which] = first + np.arange(K)
+
+    # -- solving -----------------------------------------------------------------------------
+
+    def run(self, work_limit: float) -> bool:
+        """Re-solve from the current basis within ``work_limit`` seconds; True when optimal."""
+        search = clock.current()
+        rows = self.h.getNumRow()
+        per_iteration = clock.lp_iteration_seconds(rows, self.nnz)
+        if search.deterministic:
+            self.h.setOptionValue("simplex_iteration_limit",
+                                  max(1000, int(work_limit / per_iteration)))
+        # HiGHS's time limit counts from the model's first solve, so it is set past the time used
+        used = self.h.getRunTime()
+        if search.deterministic:
+            self.h.setOptionValue("time_limit", used + clock.SAFETY * work_limit + 5.0)
+        else:
+            self.h.setOptionValue("time_limit", used + max(1.0, work_limit))
+        self.h.run()
+        if search.deterministic:
+            clock.charge(self.h.getInfo().simplex_iteration_count * per_iteration)
+        return self.h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+
+    def infeasible(self) -> bool:
+        return self.h.getModelStatus() == highspy.HighsModelStatus.kInfeasible
+
+    def farkas_pricing(self, per_unit: int = 20) -> np.ndarray | None:
+        """After an infeasible solve: ``None`` when the dual ray proves every pair set
+        infeasible, else the pairs outside the model that break the proof (most first; empty
+        when HiGHS gave no usable ray).
+
+        A ray ``y`` proves ``L <= Ax <= U, l <= x <= u`` infeasible when ``max_x y.Ax`` over the
+        box is below ``min_r y.r`` over the row bounds. A new pair column (bounds 0, 1) raises the
+        left side by ``max(0, (A^T y)_j)``: the proof holds for all pairs if their sum leaves it
+        below.
+        """
+        _, has_ray, ray = self.h.getDualRay()
+        if not has_ray:
+            return np.zeros((0, 2), dtype=np.int64)
+        lp = self.h.getLp()
+        matrix = sparse.csc_matrix((np.asarray(lp.a_matrix_.value_),
+                                    np.asarray(lp.a_matrix_.index_),
+                                    np.asarray(lp.a_matrix_.start_)),
+                                   shape=(lp.num_row_, lp.num_col_))
+        col_lo, col_hi = np.asarray(lp.col_lower_), np.asarray(lp.col_upper_)
+        row_lo, row_hi = np.asarray(lp.row_lower_), np.asarray(lp.row_upper_)
+        ray = np.asarray(ray, dtype=float)
+        ray[np.abs(ray) < 1e-9 * np.abs(ray).max(initial=0.0)] = 0.0  # round-off, any sign
+        for sign in (1.0, -1.0):
+            y = sign * ray
+            d = matrix.T @ y
+            with np.errstate(invalid="ignore"):
+                lhs = float(np.where(d > 0, d * col_hi, d * col_lo)[d != 0].sum())
+                rhs = float(np.where(y > 0, y * row_lo, y * row_hi)[y != 0].sum())
+            if not (np.isfinite(lhs) and np.isfinite(rhs)) or lhs >= rhs - 1e-7 * max(1.0, abs(rhs)):
                 continue
-            return LpBound(headcount, -np.inf, True, False, rounds, P)
-        if status != highspy.HighsModelStatus.kOptimal:
-            # out of time inside the LP: no valid dual from this round; the previous round's
-            # Farley bound still holds (or, in the first round, only the sizing bound)
-            return last if last is not None else LpBound(headcount, np.inf, False, True, rounds, P)
-        solution = h.getSolution()
-        objective = h.getInfo().objective_function_value
-        z = -(objective + constant)  # back to the max form (contribution, or minus cost)
+            # (A^T y) of every pair: the pair's reduced cost with zero cost, sign flipped
+            every = self.travel - self.pair_reduced_costs(y)
+            every[self.in_model] = 0.0
+            every[~self._allowed_matrix()] = 0.0
+            raise_by = np.maximum(every, 0.0)
+            if lhs + float(raise_by.sum()) < rhs - 1e-7 * max(1.0, abs(rhs)):
+                return None
+            take = np.argsort(-raise_by, axis=1)[:, :per_unit]
+            iu = np.repeat(np.arange(self.n), take.shape[1])
+            js = take.ravel()
+            keep = raise_by[iu, js] > 0
+            return np.column_stack([iu[keep], js[keep]])
+        return np.zeros((0, 2), dtype=np.int64)
+
+    def _allowed_matrix(self) -> np.ndarray:
+        allowed = np.ones((self.n, self.S), dtype=bool)
+        locked = np.flatnonzero(self.forced >= 0)
+        allowed[locked, :] = False
+        allowed[locked, self.forced[locked]] = True
+        return allowed
+
+    def pair_reduced_costs(self, y: np.ndarray) -> np.ndarray:
+        """Reduced cost (min form) of every unit-site pair: ``c - A^T y``."""
+        S, M, L = self.S, self.M, self.L
+        yu = y[self.r_bal_u:self.r_bal_u + S * M].reshape(S, M)
+        yl = y[self.r_bal_l:self.r_bal_l + S * M].reshape(S, M)
+        rc = (self.travel * (1.0 - y[self.r_budget]) - y[:self.n, None] - self.a @ (yu + yl).T
+              + self.phi @ y[self.r_terr:self.r_terr + S * L].reshape(S, L).T)
+        linked = np.flatnonzero(self.linked)
+        rc[self.pairs[linked, 0], self.pairs[linked, 1]] -= y[self.link_of[linked]]
+        return rc
+
+
+def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount: int,
+                       curve: ResponseCurve, *, headcount_hi: int | None = None,
+                       model: HeadcountLp | None = None, start_k: int = 12,
+                       time_limit: float = 10.0, max_rounds: int = 200,
+                       columns_per_round: int = 20, links_per_round: int = 4000,
+                       strong_links: bool = True) -> LpBound:
+    """Upper bound of every plan with ``headcount`` (to ``headcount_hi``) reps.
+
+    Rounds alternate pricing pairs in and stating violated strong links until neither is left
+    (the exact LP) or ``time_limit`` seconds of work are spent (the best valid bound so far).
+    A ``model`` from an earlier call is re-used warm: its pairs and links stay valid for every
+    head count.
+    """
+    n_hi = headcount if headcount_hi is None else headcount_hi
+    t0 = clock.now()
+    if model is None:
+        model = HeadcountLp(scenario, problem, curve, start_k)
+    model.set_range(headcount, n_hi)
+    n, S = model.n, model.S
+    best: LpBound | None = None
+    rounds = 0
+
+    def result(value, exact, x=None, links=0, parts=None):
+        keep = hire = None
+        if x is not None:
+            keep, hire = x[model.kcol], x[model.hcol]
+        return LpBound(headcount, value, exact, True, rounds, len(model.pairs), keep, hire,
+                       headcount_hi, links, parts or {})
+
+    while True:
+        rounds += 1
+        left = time_limit - (clock.now() - t0)
+        optimal = model.run(max(0.5, left))
+        if model.infeasible():
+            # infeasible with these pairs: proven for all pairs by the Farkas ray, or the pairs
+            # that break the proof are priced in
+            breaking = model.farkas_pricing()
+            if breaking is None:
+                return LpBound(headcount, -np.inf, True, False, rounds, len(model.pairs),
+                               headcount_hi=headcount_hi)
+            if not len(breaking) or rounds >= max_rounds or clock.now() - t0 > time_limit:
+                return best if best is not None else result(np.inf, False)
+            model.add_pairs(breaking[:, 0], breaking[:, 1])
+            continue
+        if not optimal:
+            # out of work inside the LP: no valid dual from this round
+            return best if best is not None else result(np.inf, False)
+        info = model.h.getInfo()
+        solution = model.h.getSolution()
+        z = -(info.objective_function_value + model.constant)  # the max form
         y = np.asarray(solution.row_dual)
-        # reduced cost of every pair x_is (min form): c - A^T y
-        all_rc = _pair_reduced_costs(problem, scenario, sites, y, n, S, M, scale,
-                                     r_bal_u, r_bal_l, r_budget)
-        all_rc += phi @ y[r_terr:r_terr + S * L].reshape(S, L).T
-        if strong:
-            all_rc[pu, ps] -= y[r_xlink:r_xlink + P]  # the pairs in the model have a link row
-        all_rc[forced >= 0, :] = np.inf
-        all_rc[lock_units, forced[lock_units]] = 0.0
-        x_all = np.asarray(solution.col_value)
-        # Farley: for every x of the full LP, cost = y.b + sum_j rc_j x_j; the non-pair columns
-        # give the same as in the restricted optimum, each unit's pairs at least its least rc
-        used = float((all_rc[pu, ps] * x_all[:P]).sum())
-        value = z + used - float(all_rc.min(axis=1).sum())
-        negative = all_rc < -1e-7 * max(1.0, abs(objective))
-        keep_value, hire_value = x_all[kcol], x_all[hcol]
-        # pairs already in the model may price negative at their upper bound: only new ones count
-        negative[pu, ps] = False
-        if not negative.any():
-            return LpBound(headcount, z, True, True, rounds, P, keep_value, hire_value)
-        last = LpBound(headcount, value, False, True, rounds, P, keep_value, hire_value)
+        x = np.asarray(solution.col_value)
+        rc = model.pair_reduced_costs(y)
+        pu, ps = model.pairs[:, 0], model.pairs[:, 1]
+        xp = x[model.x0:]
+        locked = model.forced >= 0
+        lock_units = np.flatnonzero(locked)
+        # a locked unit has only its rep's site (in the model): only that pair counts
+        own = rc[lock_units, model.forced[lock_units]]
+        rc[lock_units, :] = np.inf
+        rc[lock_units, model.forced[lock_units]] = own
+        # Farley: any solution of the relaxation with all columns costs at least
+        # y.b + (rc of the other columns as now) + each unit's least pair rc
+        used = float((rc[pu, ps] * xp).sum())
+        value = z + used - float(rc.min(axis=1).sum())
+        staffed = np.zeros(S)
+        np.add.at(staffed, model.rep_site, x[model.kcol])
+        staffed += x[model.hcol]
+        parts = dict(sales=float(x[model.sigma]),
+                     people_cost=float(model.econ.rep_cost @ x[model.kcol]
+                                       - model.econ.release_cost * x[model.kcol].sum()
+                                       + model.econ.hire_cost * x[model.hcol].sum()
+                                       + model.constant),
+                     travel=float(model.travel[pu, ps] @ xp))
+        bound = result(value, False, x, int(model.linked.sum()), parts)
+        if best is None or value < best.value:
+            best = bound
+        tolerance = 1e-7 * max(1.0, abs(info.objective_function_value))
+        negative = rc < -tolerance
+        negative[pu, ps] = False  # pairs in the model may price negative at their upper bound
+        negative[lock_units, :] = False
+        # strong links the solution violates
+        cuts = np.empty(0, dtype=np.int64)
+        if strong_links:
+            excess = xp - staffed[ps]
+            cuts = np.flatnonzero((excess > 1e-6) & ~model.linked)
+            cuts = cuts[np.argsort(-excess[cuts], kind="stable")][:links_per_round]
+        if not negative.any() and len(cuts) == 0:
+            return dataclasses.replace(bound, value=z, exact=True)
         if rounds >= max_rounds or clock.now() - t0 > time_limit:
-            return last
-        # add the most negative columns of every unit that has some
-        take = np.argsort(np.where(negative, all_rc, np.inf), axis=1)[:, :columns_per_round]
+            return best
+        take = np.argsort(np.where(negative, rc, np.inf), axis=1)[:, :columns_per_round]
         iu = np.repeat(np.arange(n), take.shape[1])
         js = take.ravel()
-        keep = negative[iu, js]
-        new = np.column_stack([iu[keep], js[keep]])
-        pairs = np.unique(np.vstack([pairs, new]), axis=0)
+        new = negative[iu, js]
+        model.add_pairs(iu[new], js[new])
+        model.add_links(cuts)
 
-
-def _all_pairs(n: int, S: int, forced: np.ndarray) -> np.ndarray:
-    pu = np.repeat(np.arange(n), S)
-    ps = np.tile(np.arange(S), n)
-    ok = (forced[pu] < 0) | (forced[pu] == ps)
-    return np.column_stack([pu[ok], ps[ok]])
-
-
-def _pair_reduced_costs(problem, scenario, sites, y, n, S, M, scale, r_bal_u, r_bal_l, r_budget):
-    """``c_is (1 - y_budget) - y_i - sum_m a_im (yU_sm + yL_sm)`` for every unit and site."""
-    dist = scenario.coordinates.distance(np.arange(n)[:, None], sites[None, :])
-    travel = problem.travel_rate[:, None] * dist
-    yu = y[r_bal_u:r_bal_u + S * M].reshape(S, M)
-    yl = y[r_bal_l:r_bal_l + S * M].reshape(S, M)
-    a = problem.measures / scale
-    rc = travel * (1.0 - y[r_budget]) - y[:n, None] - a @ (yu + yl).T
-    return rc

@@ -172,11 +172,7 @@ def optima(tmp_path_factory) -> dict:
 
 FEASIBLE = [i for i in INSTANCES if not i.get("infeasible")]
 INFEASIBLE = [i for i in INSTANCES if i.get("infeasible")]
-# Left out of the solver comparison: with fewer than five sites the column generation of
-# allocator.bounds.headcount_lp_bound indexes ``all_rc[iu, js]`` with arrays of n*5 and n*S
-# entries and raises IndexError ("shape mismatch"); put the instance back once that is fixed.
-LEFT_OUT_OF_SOLVER_COMPARISON = {"grid2x3-two-territories"}
-COMPARED = [i for i in FEASIBLE if i["id"] not in LEFT_OUT_OF_SOLVER_COMPARISON]
+COMPARED = FEASIBLE
 
 
 @pytest.mark.parametrize("instance", FEASIBLE, ids=[i["id"] for i in FEASIBLE])

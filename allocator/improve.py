@@ -13,9 +13,11 @@ from __future__ import annotations
 import numpy as np
 
 from allocator import clock
-from allocator.alignment import AlignmentProblem, LocalSearch, Staffing, site_needs
+from allocator.alignment import AlignmentProblem, LocalSearch, Staffing, hire_places, site_needs
 from allocator.formulation import build_subproblem, hint_flows
+from allocator.response import spread_effort, unit_sales
 from allocator.settings import SolverSpec
+from allocator.sizing import economics
 from allocator.solvers import solve_mip
 
 
@@ -278,3 +280,148 @@ def _dissolve(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndar
                 assignment[i] = int(np.argmin(cost))
             break
     return assignment
+
+
+def split_teams(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
+                spec: SolverSpec, deadline: float, candidates: int = 3,
+                max_units: int = 220) -> tuple[Staffing, np.ndarray, int]:
+    """Give a hire of a team territory a base of its own inside that territory, where it pays.
+
+    Team territories (several reps on one site) come from rounding hires beside a kept rep and
+    from merges that fix balance. A team covering a wide area travels far, and the LP bound
+    keeps most reps on sites of their own. For each team with a hire, the hire sites inside its
+    territory are ranked by the travel they would save as a second base (a 2-median step); for
+    the best few, the team's units and its neighbours' are re-aligned exactly between the bases
+    (balance and contiguity, the chosen solver), and the split is kept when the plan stays
+    balanced and its contribution (sales less travel) rises. Head count is unchanged.
+    Returns the staffing, the assignment and the number of splits made.
+    """
+    scenario = problem.scenario
+    s = scenario.settings
+    econ = economics(scenario)
+    homes = scenario.reps["home"].to_numpy()
+    site_units = scenario.sites["unit"].to_numpy()
+    current = LocalSearch(problem, staffing, assignment, s.alignment.contiguity)
+    if current.violation() > 1e-9:
+        return staffing, assignment, 0
+    splits = 0
+    tried: set[tuple[int, int]] = set()
+    while clock.now() < deadline - 0.5:
+        st = current.staffing
+        kept = [r for reps in st.reps for r in reps]
+        room = hire_places(problem, homes[kept])
+        for t, u in enumerate(st.sites):
+            room[int(u)] = room.get(int(u), 0) - int(st.hires[t])
+        need = site_needs(problem, st.headcount)
+        bases = set(int(u) for u in st.sites)
+        T = len(st.sites)
+        travel = problem.cost(np.arange(problem.n), st.sites[current.assignment])
+        team_travel = np.bincount(current.assignment, weights=travel, minlength=T)
+        teams = [t for t in np.argsort(-team_travel, kind="stable")
+                 if st.hires[t] > 0 and st.n_reps[t] - 1 >= need[st.sites[t]]]
+        trial_made = False
+        for t in teams:
+            members = np.flatnonzero(current.assignment == t)
+            options = [int(i) for i in np.intersect1d(members, site_units)
+                       if int(i) not in bases and room.get(int(i), 0) >= 1 and need[i] <= 1
+                       and (int(t), int(i)) not in tried]
+            if not options:
+                continue
+            here = problem.cost(members, np.full(len(members), st.sites[t]))
+            saving = [float(np.maximum(here - problem.cost(members, np.full(len(members), o)),
+                                       0).sum()) for o in options]
+            for o in [options[k] for k in np.argsort(saving, kind="stable")[::-1][:candidates]]:
+                if clock.now() > deadline - 0.5:
+                    break
+                tried.add((int(t), o))
+                trial_made = True
+                result = _try_split(problem, current, int(t), o, spec, deadline, econ,
+                                    max_units)
+                if result is not None:
+                    current = result
+                    splits += 1
+                    break
+            else:
+                continue
+            break  # the plan changed: rank the teams again
+        if not trial_made:
+            break
+    return current.staffing, current.assignment, splits
+
+
+def _try_split(problem: AlignmentProblem, current: LocalSearch, t: int, site: int,
+               spec: SolverSpec, deadline: float, econ, max_units: int) -> LocalSearch | None:
+    st = current.staffing
+    trial = st.copy()
+    trial.hires[t] -= 1
+    trial.sites = np.append(trial.sites, site)
+    trial.reps.append([])
+    trial.hires = np.append(trial.hires, 1)
+    new = len(trial.sites) - 1
+    assignment = current.assignment.copy()
+    members = np.flatnonzero(assignment == t)
+    # nearest-base start, the new base taking about one rep's share of the team's load
+    advantage = (problem.cost(members, np.full(len(members), site))
+                 - problem.cost(members, np.full(len(members), st.sites[t])))
+    share = problem.measures[members].sum(axis=0) / st.n_reps[t]
+    taken = np.zeros_like(share)
+    for k in np.argsort(advantage, kind="stable"):
+        i = members[k]
+        if i == st.sites[t]:
+            continue
+        if i == site or (advantage[k] < 0 and (taken + problem.measures[i] <= share).all()):
+            assignment[i] = new
+            taken += problem.measures[i]
+    search = LocalSearch(problem, trial, assignment, current.contiguity)
+    search.repair_contiguity()
+    graph = territory_graph(problem, search.assignment, len(trial.sites))
+    sizes = np.bincount(search.assignment, minlength=len(trial.sites))
+    terrs = [t, new]
+    for u in sorted(graph[t] | graph[new], key=lambda u: sizes[u]):
+        if u in terrs or sizes[terrs].sum() + sizes[u] > max_units or len(terrs) >= 6:
+            continue
+        terrs.append(int(u))
+    terrs.sort()
+    before = _contribution(problem, trial, search.assignment, terrs, econ)
+    elastic = 1e3 * (abs(before) + 1.0) if search.violation() > 1e-9 else None
+    sub = build_subproblem(problem, trial, search.assignment, terrs, elastic=elastic)
+    for (i, u), var in sub.x.items():
+        var.setInitialValue(1 if search.assignment[i] == u else 0)
+    hint_flows(sub, problem, search.assignment, {u: int(trial.sites[u]) for u in terrs})
+    outcome = solve_mip(sub.model, spec.name,
+                        time_limit=min(5.0, max(0.2, deadline - clock.now() - 0.3)),
+                        gap=1e-4, seed=spec.seed, threads=spec.threads)
+    if outcome.objective is None:
+        return None
+    result = search.assignment.copy()
+    for (i, u), var in sub.x.items():
+        if var.varValue is not None and var.varValue > 0.5:
+            result[i] = u
+    candidate = LocalSearch(problem, trial, result, current.contiguity)
+    if candidate.violation() > 1e-9 or not _connected(candidate, terrs):
+        return None
+    old_terrs = [u for u in terrs if u != new]
+    gain = (_contribution(problem, trial, result, terrs, econ)
+            - _contribution(problem, st, current.assignment, old_terrs, econ))
+    return candidate if gain > 1e-6 else None
+
+
+def _contribution(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
+                  terrs: list[int], econ) -> float:
+    """Sales (at the margin) less travel of the units of ``terrs``; sales count only when the
+    objective is contribution, otherwise less travel is the only gain."""
+    s = problem.scenario.settings
+    members = np.flatnonzero(np.isin(assignment, terrs))
+    travel = float(problem.cost(members, staffing.sites[assignment[members]]).sum())
+    if s.strategy.objective != "max_contribution":
+        return -travel
+    units = problem.scenario.units
+    position = {u: k for k, u in enumerate(terrs)}
+    group = np.array([position[int(a)] for a in assignment[members]], dtype=np.int64)
+    hours = np.array([sum(econ.rep_hours[r] for r in staffing.reps[u])
+                      + staffing.hires[u] * econ.hire_hours for u in terrs])
+    potential = units["potential"].to_numpy(float)[members]
+    workload = units["workload"].to_numpy(float)[members]
+    effort = spread_effort(potential, workload, hours, group, s.response)
+    sales = float(unit_sales(potential, workload, effort, s.response).sum())
+    return s.strategy.margin * sales - travel

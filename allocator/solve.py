@@ -9,15 +9,20 @@ gets a plan:
    alternate with a location step that moves hires to the best site of their territory (Hess);
 3. improve with the chosen solver (CP-SAT, HiGHS or CBC): the whole integer program when it is
    small, otherwise exact re-solves of a few adjacent territories at a time (LNS);
-4. bound the head count by its LP relaxation over all pairs (column generation).
+4. bound the head count by its LP relaxation over all pairs and strong links (column and row
+   generation, :mod:`allocator.bounds`).
 
 Visiting stops when every head count left has ``UB(N)`` below the best plan (within the gap).
-The reported bound is the largest bound over all head counts, so the gap covers the sizing too.
+The last part of the time limit bounds the head counts not visited by the LP of *ranges* of
+head counts (the balance rows relaxed to the range's ends), which knows the geography the
+sizing bound ignores. The reported bound is the largest bound over all head counts, so the gap
+covers the sizing too.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -30,9 +35,9 @@ from allocator.alignment import (AlignmentProblem, LocalSearch, align, balance_v
                                  choose_reps, ensure_site_capacity, place_hires, staffing_from,
                                  staffing_from_lp)
 from allocator.formulation import build_headcount_mip, hint_flows
-from allocator.improve import lns, merge_repair, move_hire_repair
+from allocator.improve import lns, merge_repair, move_hire_repair, split_teams
 from allocator.solvers import solve_mip
-from allocator.bounds import headcount_lp_bound
+from allocator.bounds import HeadcountLp, headcount_lp_bound
 from allocator.checker import assert_plan
 from allocator.diagnose import check_specification, diagnose_specification
 from allocator.exceptions import InfeasibleError, NoSolutionError
@@ -105,12 +110,18 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
         raise InfeasibleError("no head count in the allowed range can be staffed",
                               diagnosis=diagnose_sizing(scenario, bounds))
     problem = AlignmentProblem.from_scenario(scenario)
+    # one LP for every head count and range: pairs and links priced in once serve them all
+    lp_model = HeadcountLp(scenario, problem, curve)
     rng = np.random.default_rng(spec.seed)
     order = sorted(feasible, key=lambda b: (-b.value_bound, b.headcount))
     best: Plan | None = None
     evaluated: dict[int, dict] = {}
     econ = economics(scenario)
     cheapest = min([econ.hire_cost, *econ.rep_cost])
+    # the end of the limit bounds the head counts not planned (never more than 20 s of work)
+    planning_deadline = deadline - min(RANGE_SHARE * spec.time_limit, 20.0)
+    large = problem.n * min(scenario.settings.alignment.candidates,
+                            len(scenario.sites)) > spec.exact_max_pairs
     rank = -1
     while order:
         rank += 1
@@ -118,14 +129,18 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
         incumbent = best.objective() if best is not None else -math.inf
         if b.value_bound <= incumbent + spec.gap * abs(incumbent):
             continue
+        if best is not None and large:
+            # on a large map one plan takes most of the limit and a second head count rarely
+            # balances in what is left: the rest of the time bounds the head counts instead
+            break
         now = clock.now()
-        if now > deadline:
+        if now > planning_deadline:
             break
         # the best-bound head count gets most of the time; later ones share what is left
-        share = 0.5 if rank == 0 else 0.34
-        until = min(deadline, now + max(share * (deadline - now), 2.0))
+        share = 0.65 if rank == 0 else 0.34
+        until = min(planning_deadline, now + max(share * (planning_deadline - now), 2.0))
         plan, info = plan_for_headcount(scenario, problem, curve, b, rng, until, note,
-                                        incumbent)
+                                        incumbent, lp_model)
         evaluated[b.headcount] = info
         if info.get("over_budget"):
             # travel took this head count over the budget: smaller ones, by at least the reps
@@ -138,8 +153,12 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
                  f"bound {min(info['lp_bound'], b.value_bound):,.0f}")
             if best is None or plan.objective() > best.objective():
                 best = plan
+    ranges: dict[int, tuple[float, str]] = {}
+    if best is not None:
+        ranges = bound_ranges(scenario, problem, curve, bounds, evaluated, best.objective(),
+                              spec.gap, deadline, note, lp_model)
     runtime = clock.now() - started
-    sizing = sizing_table(bounds, evaluated)
+    sizing = sizing_table(bounds, evaluated, ranges)
     if best is None:
         raise NoSolutionError("no plan found within the time limit; raise solver.time_limit or "
                               "loosen alignment.balance tolerance")
@@ -158,7 +177,8 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
 
 def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: ResponseCurve,
                        bound, rng: np.random.Generator, until: float,
-                       note: Progress, incumbent: float = -math.inf) -> tuple[Plan | None, dict]:
+                       note: Progress, incumbent: float = -math.inf,
+                       lp_model: HeadcountLp | None = None) -> tuple[Plan | None, dict]:
     """The best plan found for one head count before ``until``, and its bound.
 
     A head count whose LP bound cannot beat ``incumbent`` (within the gap) is not planned.
@@ -166,8 +186,8 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
     s = scenario.settings
     spec = s.solver
     n = bound.headcount
-    lp = headcount_lp_bound(scenario, problem, n, curve,
-                            time_limit=min(30.0, max(1.0, 0.4 * (until - clock.now()))))
+    lp = headcount_lp_bound(scenario, problem, n, curve, model=lp_model,
+                            time_limit=min(30.0, max(1.0, 0.2 * (until - clock.now()))))
     info: dict = {"lp_bound": lp.value, "lp_exact": lp.exact}
     if not lp.feasible:
         note(f"N={n}: the LP relaxation is infeasible")
@@ -175,6 +195,11 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
     if lp.value <= incumbent + spec.gap * abs(incumbent):
         info["pruned"] = True
         note(f"N={n}: pruned, its LP bound {lp.value:,.0f} cannot beat {incumbent:,.0f}")
+        return None, info
+    if lp.keep is None and math.isfinite(incumbent):
+        # without the LP's staffing a plan here rarely balances: the time is better spent
+        # bounding the head counts left (an incumbent exists already)
+        note(f"N={n}: its LP was not solved in its time; left to the range bounds")
         return None, info
     econ = economics(scenario)
     staffings = []
@@ -200,6 +225,13 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
         assignment, search = align(problem, staffing, s.alignment.candidates,
                                    s.alignment.contiguity)
         violation = search.violation()
+        # a small violation (a few units' work) is for exact re-solves of its neighbourhoods;
+        # the staffing changes below cost far more work
+        if 1e-9 < violation < SMALL_VIOLATION and clock.now() < stop - 1.0:
+            short = min(stop, clock.now() + max(2.0, 0.25 * (stop - clock.now())))
+            assignment, stats = lns(problem, staffing, assignment, spec, short, rng)
+            info.update(stats)
+            violation = balance_violation(problem, staffing, assignment)
         # repair rounds: team merges, hire moves, then exact re-solves, while balance improves
         while violation > 1e-9 and clock.now() < stop - 1.0:
             staffing, assignment = merge_repair(problem, staffing, assignment)
@@ -212,7 +244,11 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
             assignment, stats = lns(problem, staffing, assignment, spec, short, rng)
             info.update(stats)
             violation = balance_violation(problem, staffing, assignment)
-        if violation <= 1e-9:  # balanced: the rest of the time improves travel
+        if violation <= 1e-9:  # balanced: teams split where it pays, then travel improves
+            staffing, assignment, splits = split_teams(
+                problem, staffing, assignment, spec, clock.now() + 0.3 * (stop - clock.now()))
+            if splits:
+                note(f"N={n}: {splits} team territories split")
             assignment, stats = lns(problem, staffing, assignment, spec, stop, rng)
             info.update(stats)
         search = LocalSearch(problem, staffing, assignment, s.alignment.contiguity)
@@ -292,14 +328,87 @@ def _hint_whole(mip, problem: AlignmentProblem, plan: Plan) -> None:
     mip.sigma.setInitialValue(min(float(plan.kpis["expected_sales"]), mip.sigma.upBound))
 
 
-def sizing_table(bounds, evaluated: dict[int, dict]) -> pd.DataFrame:
+SMALL_VIOLATION = 0.5  # means per rep, summed over territories and measures
+RANGE_SHARE = 0.25  # of the time limit, for the LP bounds of head-count ranges
+
+
+def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseCurve, bounds,
+                 evaluated: dict[int, dict], objective: float, gap: float, deadline: float,
+                 note: Progress, lp_model: HeadcountLp | None = None
+                 ) -> dict[int, tuple[float, str]]:
+    """LP bounds of the head counts whose bound is still above the best plan (within the gap),
+    by ranges of consecutive head counts, until ``deadline``.
+
+    The open head counts start as their maximal runs; the range with the largest bound is taken
+    next: bounded by its LP if it has not been, else halved (each half starting from its
+    parent's bound). So the work goes where the reported bound is decided. The result maps each
+    head count bounded this way to its range's bound and the range's label.
+    """
+    target = objective + gap * abs(objective)
+    start: dict[int, float] = {}
+    for b in bounds:
+        info = evaluated.get(b.headcount, {})
+        bound = min(b.value_bound, info.get("lp_bound", math.inf))
+        if b.feasible and bound > target and not info.get("lp_exact"):
+            start[b.headcount] = bound
+    open_counts = sorted(start)
+    # (-bound, lo, hi, solved: its own LP done, label of the range whose LP bounds it)
+    heap: list[tuple[float, int, int, bool, str]] = []
+    for n in open_counts:
+        if heap and heap[-1][2] == n - 1:
+            bound, lo, _, _, _ = heap.pop()
+            heap.append((min(bound, -start[n]), lo, n, False, ""))
+        else:
+            heap.append((-start[n], n, n, False, ""))
+    heapq.heapify(heap)
+    solves = 0
+    while heap and clock.now() < deadline - 0.5:
+        negative, lo, hi, solved, label = heapq.heappop(heap)
+        if -negative <= target:
+            heapq.heappush(heap, (negative, lo, hi, solved, label))
+            break
+        if solved:
+            if lo == hi:  # a single head count bounded by its LP: nothing left to refine
+                heapq.heappush(heap, (negative, lo, hi, solved, label))
+                break
+            mid = (lo + hi) // 2  # the halves keep their parent's bound until their own LP
+            heapq.heappush(heap, (negative, lo, mid, False, label))
+            heapq.heappush(heap, (negative, mid + 1, hi, False, label))
+            continue
+        # one warm-started round: its Farley bound is valid, and more rounds cost more than
+        # bounding another range
+        lp = headcount_lp_bound(scenario, problem, lo, curve, headcount_hi=hi, model=lp_model,
+                                time_limit=max(0.5, deadline - clock.now()), max_rounds=1)
+        solves += 1
+        value = lp.value if lp.feasible else -math.inf
+        own = f"{lo}-{hi}" if hi > lo else str(lo)
+        if value < -negative:
+            heapq.heappush(heap, (-value, lo, hi, True, own))
+        else:  # no better than what it had (out of work): only halving can help now
+            heapq.heappush(heap, (negative, lo, hi, True, label))
+    out: dict[int, tuple[float, str]] = {}
+    for negative, lo, hi, _, label in heap:
+        if label:
+            for n in range(lo, hi + 1):
+                out[n] = (-negative, label)
+    if open_counts:
+        note(f"head-count ranges: {solves} LPs bounded {len(out)} of {len(open_counts)} open "
+             f"head counts")
+    return out
+
+
+def sizing_table(bounds, evaluated: dict[int, dict],
+                 ranges: dict[int, tuple[float, str]] | None = None) -> pd.DataFrame:
     rows = []
+    ranges = ranges or {}
     for b in bounds:
         info = evaluated.get(b.headcount, {})
         lp = info.get("lp_bound", math.inf)
+        lp_range, label = ranges.get(b.headcount, (math.inf, None))
         rows.append(dict(headcount=b.headcount, feasible=b.feasible, kept=b.kept, hires=b.hires,
                          sizing_bound=b.value_bound, lp_bound=lp if info else None,
-                         bound=min(b.value_bound, lp), objective=info.get("objective"),
+                         range_bound=lp_range if label else None, lp_range=label,
+                         bound=min(b.value_bound, lp, lp_range), objective=info.get("objective"),
                          over_budget=info.get("over_budget"), reason=b.reason))
     return pd.DataFrame(rows)
 

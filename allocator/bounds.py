@@ -49,6 +49,9 @@ from allocator.scenario import Scenario
 from allocator.sizing import ResponseCurve, economics
 
 INF = highspy.kHighsInf
+# work of a Lagrangian bound (no LP): pricing every pair once, and each step of the search
+LAGRANGIAN_SECONDS_PER_PAIR = 5e-8
+LAGRANGIAN_SECONDS_PER_COLUMN = 5e-8
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,7 @@ class HeadcountLp:
         self.h.passModel(lp)
         self.nnz = len(val)
         self.n_lo = self.n_hi = -1
+        self.last_y: np.ndarray | None = None  # row duals of the last optimal solve
         self.set_range(n_min, n_max)
 
         # pairs in the model (column x0 + k) and the pairs with a strong-link row
@@ -319,7 +323,8 @@ class HeadcountLp:
         """Re-solve from the current basis within ``work_limit`` seconds; True when optimal."""
         search = clock.current()
         rows = self.h.getNumRow()
-        per_iteration = clock.lp_iteration_seconds(rows, self.nnz)
+        per_iteration = (clock.lp_iteration_seconds(rows, self.nnz)
+                         + int(self.linked.sum()) * clock.LP_SECONDS_PER_ITERATION_LINK)
         if search.deterministic:
             self.h.setOptionValue("simplex_iteration_limit",
                                   max(1000, int(work_limit / per_iteration)))
@@ -336,6 +341,79 @@ class HeadcountLp:
 
     def infeasible(self) -> bool:
         return self.h.getModelStatus() == highspy.HighsModelStatus.kInfeasible
+
+    def lagrangian_bound(self, steps: int = 40) -> float:
+        """Upper bound (max form) of the current range from the last solve's row duals, with
+        the head-count row's multiplier searched again: no LP solve.
+
+        Any multipliers ``y`` give a bound: the rows other than the units' are priced into the
+        columns (``rc = c - A^T y``), each column sits at the bound of its box that its reduced
+        cost prefers, each unit takes its cheapest site, and the rows add their bound on the
+        side of their multiplier's sign (a multiplier of the wrong sign on an infinite side is
+        set to zero). Only the keep and hire columns and the head-count row change with the
+        range, so the head-count multiplier (the price of a rep) is searched for the range by a
+        golden-section search on the concave dual function.
+        """
+        if self.last_y is None:
+            return np.inf
+        lp = self.h.getLp()
+        matrix = sparse.csc_matrix((np.asarray(lp.a_matrix_.value_),
+                                    np.asarray(lp.a_matrix_.index_),
+                                    np.asarray(lp.a_matrix_.start_)),
+                                   shape=(lp.num_row_, lp.num_col_))
+        cost = np.asarray(lp.col_cost_)
+        col_lo, col_hi = np.asarray(lp.col_lower_), np.asarray(lp.col_upper_)
+        row_lo, row_hi = np.asarray(lp.row_lower_), np.asarray(lp.row_upper_)
+        y = np.zeros(lp.num_row_)
+        y[:len(self.last_y)] = self.last_y  # rows added since: multiplier zero
+        y[(y > 0) & ~np.isfinite(row_lo)] = 0.0
+        y[(y < 0) & ~np.isfinite(row_hi)] = 0.0
+        # pairs: each unit's cheapest site (its own row kept as a constraint)
+        rc_pairs = self.pair_reduced_costs(y) + y[:self.n, None]
+        rc_pairs[~self._allowed_matrix()] = np.inf
+        pairs_part = float(rc_pairs.min(axis=1).sum())
+        clock.charge(self.n * self.S * LAGRANGIAN_SECONDS_PER_PAIR)
+        others = np.arange(self.x0)  # keep, hire, sigma, territory sales
+        rows = np.arange(self.n, lp.num_row_)
+        head = self.r_head
+
+        def value(mu: float) -> float:
+            yy = y.copy()
+            yy[head] = mu
+            d = matrix[:, others].T @ yy
+            rc = cost[others] - d
+            tol = 1e-9 * max(1.0, float(np.abs(cost[others]).max()))
+            with np.errstate(invalid="ignore"):
+                part = np.where(rc > 0, rc * col_lo[others], rc * col_hi[others])
+            part[np.abs(rc) <= tol] = 0.0  # basic columns, reduced cost zero up to round-off
+            if not np.isfinite(part).all():
+                return -np.inf
+            r = yy[rows]
+            with np.errstate(invalid="ignore"):
+                side = np.where(r > 0, r * row_lo[rows], r * row_hi[rows])
+            side[r == 0] = 0.0
+            return float(part.sum() + side.sum()) + pairs_part
+
+        # golden-section search for the multiplier maximising the (concave) dual function
+        mu0 = float(y[head])
+        spread = max(abs(mu0), float(np.abs(cost[:self.x0]).max()))
+        lo, hi = mu0 - spread, mu0 + spread
+        ratio = (np.sqrt(5.0) - 1.0) / 2.0
+        a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+        fa, fb = value(a), value(b)
+        best = max(value(mu0), fa, fb)
+        for _ in range(steps):
+            if fa < fb:
+                lo, a, fa = a, b, fb
+                b = lo + ratio * (hi - lo)
+                fb = value(b)
+            else:
+                hi, b, fb = b, a, fa
+                a = hi - ratio * (hi - lo)
+                fa = value(a)
+            best = max(best, fa, fb)
+        clock.charge(steps * self.x0 * LAGRANGIAN_SECONDS_PER_COLUMN)
+        return -(best + self.constant)
 
     def farkas_pricing(self, per_unit: int = 20) -> np.ndarray | None:
         """After an infeasible solve: ``None`` when the dual ray proves every pair set
@@ -452,6 +530,7 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
         z = -(info.objective_function_value + model.constant)  # the max form
         y = np.asarray(solution.row_dual)
         x = np.asarray(solution.col_value)
+        model.last_y = y.copy()
         rc = model.pair_reduced_costs(y)
         pu, ps = model.pairs[:, 0], model.pairs[:, 1]
         xp = x[model.x0:]

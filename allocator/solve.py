@@ -245,6 +245,7 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
             info.update(stats)
             violation = balance_violation(problem, staffing, assignment)
         if violation <= 1e-9:  # balanced: teams split where it pays, then travel improves
+            stop = until  # no other staffing is tried: the improvement gets all the time left
             staffing, assignment, splits = split_teams(
                 problem, staffing, assignment, spec, clock.now() + 0.3 * (stop - clock.now()))
             if splits:
@@ -329,6 +330,7 @@ def _hint_whole(mip, problem: AlignmentProblem, plan: Plan) -> None:
 
 
 SMALL_VIOLATION = 0.5  # means per rep, summed over territories and measures
+RANGE_WIDTH = 12  # head counts per range at first (the LP of a wider one is rarely useful)
 RANGE_SHARE = 0.25  # of the time limit, for the LP bounds of head-count ranges
 
 
@@ -336,14 +338,18 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
                  evaluated: dict[int, dict], objective: float, gap: float, deadline: float,
                  note: Progress, lp_model: HeadcountLp | None = None
                  ) -> dict[int, tuple[float, str]]:
-    """LP bounds of the head counts whose bound is still above the best plan (within the gap),
-    by ranges of consecutive head counts, until ``deadline``.
+    """Bounds of the head counts whose bound is still above the best plan (within the gap), by
+    ranges of consecutive head counts, until ``deadline``.
 
-    The open head counts start as their maximal runs; the range with the largest bound is taken
-    next: bounded by its LP if it has not been, else halved (each half starting from its
-    parent's bound). So the work goes where the reported bound is decided. The result maps each
-    head count bounded this way to its range's bound and the range's label.
+    The open head counts start as runs of up to ``RANGE_WIDTH``, each bounded at once by the
+    Lagrangian of the last LP's duals (no solve). Then the range with the largest bound is
+    taken next: bounded by one warm LP round if it has not been (and the other ranges'
+    Lagrangians are refreshed with the new duals), else halved. So the work goes where the
+    reported bound is decided. The result maps each head count bounded this way to its range's
+    bound and the range's label.
     """
+    if lp_model is None:
+        lp_model = HeadcountLp(scenario, problem, curve)
     target = objective + gap * abs(objective)
     start: dict[int, float] = {}
     for b in bounds:
@@ -352,28 +358,43 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
         if b.feasible and bound > target and not info.get("lp_exact"):
             start[b.headcount] = bound
     open_counts = sorted(start)
-    # (-bound, lo, hi, solved: its own LP done, label of the range whose LP bounds it)
-    heap: list[tuple[float, int, int, bool, str]] = []
+
+    def lagrangian(lo: int, hi: int) -> float:
+        lp_model.set_range(lo, hi)
+        return lp_model.lagrangian_bound()
+
+    # [bound, lo, hi, solved: its own LP done, label of the range whose bound holds]
+    ranges: list[list] = []
     for n in open_counts:
-        if heap and heap[-1][2] == n - 1:
-            bound, lo, _, _, _ = heap.pop()
-            heap.append((min(bound, -start[n]), lo, n, False, ""))
+        if ranges and ranges[-1][2] == n - 1 and n - ranges[-1][1] < RANGE_WIDTH:
+            ranges[-1][0] = max(ranges[-1][0], start[n])
+            ranges[-1][2] = n
         else:
-            heap.append((-start[n], n, n, False, ""))
-    heapq.heapify(heap)
+            ranges.append([start[n], n, n, False, ""])
+
+    def refresh(items: list[list]) -> None:
+        for item in items:
+            if not item[3] and clock.now() < deadline - 0.5:
+                value = lagrangian(item[1], item[2])
+                if value < item[0]:
+                    item[0] = value
+                    item[4] = f"{item[1]}-{item[2]}" if item[2] > item[1] else str(item[1])
+
+    refresh(ranges)
     solves = 0
-    while heap and clock.now() < deadline - 0.5:
-        negative, lo, hi, solved, label = heapq.heappop(heap)
-        if -negative <= target:
-            heapq.heappush(heap, (negative, lo, hi, solved, label))
+    while ranges and clock.now() < deadline - 0.5:
+        ranges.sort(key=lambda item: -item[0])
+        worst = ranges[0]
+        if worst[0] <= target:
             break
+        bound, lo, hi, solved, label = worst
         if solved:
             if lo == hi:  # a single head count bounded by its LP: nothing left to refine
-                heapq.heappush(heap, (negative, lo, hi, solved, label))
                 break
-            mid = (lo + hi) // 2  # the halves keep their parent's bound until their own LP
-            heapq.heappush(heap, (negative, lo, mid, False, label))
-            heapq.heappush(heap, (negative, mid + 1, hi, False, label))
+            mid = (lo + hi) // 2  # halves keep their parent's bound until their own is lower
+            halves = [[bound, lo, mid, False, label], [bound, mid + 1, hi, False, label]]
+            ranges[0:1] = halves
+            refresh(halves)
             continue
         # one warm-started round: its Farley bound is valid, and more rounds cost more than
         # bounding another range
@@ -381,19 +402,19 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
                                 time_limit=max(0.5, deadline - clock.now()), max_rounds=1)
         solves += 1
         value = lp.value if lp.feasible else -math.inf
-        own = f"{lo}-{hi}" if hi > lo else str(lo)
-        if value < -negative:
-            heapq.heappush(heap, (-value, lo, hi, True, own))
-        else:  # no better than what it had (out of work): only halving can help now
-            heapq.heappush(heap, (negative, lo, hi, True, label))
+        worst[3] = True
+        if value < bound:
+            worst[0] = value
+            worst[4] = f"{lo}-{hi}" if hi > lo else str(lo)
+        refresh(ranges)  # the new duals may bound the others better
     out: dict[int, tuple[float, str]] = {}
-    for negative, lo, hi, _, label in heap:
+    for bound, lo, hi, _, label in ranges:
         if label:
             for n in range(lo, hi + 1):
-                out[n] = (-negative, label)
+                out[n] = (bound, label)
     if open_counts:
-        note(f"head-count ranges: {solves} LPs bounded {len(out)} of {len(open_counts)} open "
-             f"head counts")
+        note(f"head-count ranges: {solves} LPs and the Lagrangian of their duals bounded "
+             f"{len(out)} of {len(open_counts)} open head counts")
     return out
 
 

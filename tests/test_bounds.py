@@ -92,3 +92,36 @@ def test_time_out_returns_a_valid_bound_or_none(texas, texas_result):
         short = headcount_lp_bound(texas, problem, n, curve, time_limit=0.05, max_rounds=2)
     assert not short.exact
     assert short.value >= texas_result.objective * (1 - 1e-9)
+
+
+def test_lagrangian_of_other_ranges_is_weak_duality_safe(texas):
+    """The Lagrangian bound of a range from another solve's duals never falls below that
+    range's exact LP (weak duality), and at the solved range itself it is the LP value."""
+    problem = AlignmentProblem.from_scenario(texas)
+    curve = response_curve(texas)
+    with clock.running(clock.SearchClock(False, math.inf)):
+        shared = HeadcountLp(texas, problem, curve)
+        solved = headcount_lp_bound(texas, problem, 12, curve, model=shared)
+        assert solved.exact
+        shared.set_range(12, 12)
+        assert shared.lagrangian_bound() == pytest.approx(solved.value, rel=1e-7)
+        for lo, hi in [(8, 11), (13, 16), (14, 14)]:
+            shared.set_range(lo, hi)
+            lagrangian = shared.lagrangian_bound()
+            exact = headcount_lp_bound(texas, problem, lo, curve, headcount_hi=hi)
+            assert exact.exact
+            assert lagrangian >= exact.value * (1 - 1e-9)
+            assert np.isfinite(lagrangian)
+
+
+@pytest.mark.parametrize("instance", FEASIBLE, ids=[i["id"] for i in FEASIBLE])
+def test_lagrangian_covers_the_optimum(optima, instance):
+    scenario, optimum, _, _ = optima[instance["id"]]
+    spec = scenario.settings.strategy.headcount
+    problem = AlignmentProblem.from_scenario(scenario)
+    curve = response_curve(scenario)
+    with clock.running(clock.SearchClock(False, math.inf)):
+        model = HeadcountLp(scenario, problem, curve)
+        headcount_lp_bound(scenario, problem, spec.min, curve, model=model)
+        model.set_range(spec.min, spec.max)
+        assert model.lagrangian_bound() >= optimum - 1e-6 * max(1.0, abs(optimum))

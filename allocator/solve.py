@@ -137,11 +137,15 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
         if now > planning_deadline:
             break
         # the best-bound head count gets most of the time; later ones share what is left
-        share = 0.65 if rank == 0 else 0.34
+        share = 0.65 if rank == 0 or best is None else 0.34
         until = min(planning_deadline, now + max(share * (planning_deadline - now), 2.0))
         plan, info = plan_for_headcount(scenario, problem, curve, b, rng, until, note,
                                         incumbent, lp_model)
         evaluated[b.headcount] = info
+        if info.get("lp_infeasible") and best is None:
+            # more reps cost more: with none planned yet, smaller head counts come first
+            order = ([c for c in order if c.headcount < b.headcount]
+                     + [c for c in order if c.headcount > b.headcount])
         if info.get("over_budget"):
             # travel took this head count over the budget: smaller ones, by at least the reps
             # whose cost covers the excess, come first (bigger ones cost more people)
@@ -187,9 +191,11 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
     spec = s.solver
     n = bound.headcount
     lp = headcount_lp_bound(scenario, problem, n, curve, model=lp_model,
-                            time_limit=min(30.0, max(1.0, 0.2 * (until - clock.now()))))
+                            time_limit=min(30.0, max(1.0, (0.2 if math.isfinite(incumbent) else 0.5)
+                                                   * (until - clock.now()))))
     info: dict = {"lp_bound": lp.value, "lp_exact": lp.exact}
     if not lp.feasible:
+        info["lp_infeasible"] = True
         note(f"N={n}: the LP relaxation is infeasible")
         return None, info
     if lp.value <= incumbent + spec.gap * abs(incumbent):
@@ -445,6 +451,14 @@ def binding_constraint(scenario: Scenario, plan: Plan, bounds,
         m, excess = over[0]
         return (f"budget binds: the plan for {m} reps cost {excess:,.0f} more than the budget "
                 f"{s.strategy.budget:,.0f} once travel was counted")
+    refuted = sorted(m for m, info in (evaluated or {}).items()
+                     if m > n and info.get("lp_infeasible"))
+    if refuted and plan.costs["total"] > 0.8 * s.strategy.budget:
+        # a bigger organisation has no LP solution, with the budget counting travel: the
+        # budget (balance alone would not refute a head count the unconstrained range admits)
+        return (f"budget binds: no plan with {refuted[0]} reps fits the budget "
+                f"{s.strategy.budget:,.0f} once travel is counted (its LP relaxation is "
+                f"infeasible; checked {len(refuted)} head counts above {n})")
     by_n = {b.headcount: b for b in bounds}
     up = by_n.get(n + 1)
     if n >= s.strategy.headcount.max:

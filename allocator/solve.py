@@ -139,8 +139,11 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
         # the best-bound head count gets most of the time; later ones share what is left
         share = 0.65 if rank == 0 or best is None else 0.34
         until = min(planning_deadline, now + max(share * (planning_deadline - now), 2.0))
+        # after a head count without a plan, the next one's LP gets more time: its staffing
+        # is what balances
         plan, info = plan_for_headcount(scenario, problem, curve, b, rng, until, note,
-                                        incumbent, lp_model)
+                                        incumbent, lp_model,
+                                        lp_share=0.5 if best is None and rank > 0 else 0.2)
         evaluated[b.headcount] = info
         if info.get("lp_infeasible") and best is None:
             # more reps cost more: with none planned yet, smaller head counts come first
@@ -182,7 +185,8 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
 def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: ResponseCurve,
                        bound, rng: np.random.Generator, until: float,
                        note: Progress, incumbent: float = -math.inf,
-                       lp_model: HeadcountLp | None = None) -> tuple[Plan | None, dict]:
+                       lp_model: HeadcountLp | None = None,
+                       lp_share: float = 0.2) -> tuple[Plan | None, dict]:
     """The best plan found for one head count before ``until``, and its bound.
 
     A head count whose LP bound cannot beat ``incumbent`` (within the gap) is not planned.
@@ -191,8 +195,7 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
     spec = s.solver
     n = bound.headcount
     lp = headcount_lp_bound(scenario, problem, n, curve, model=lp_model,
-                            time_limit=min(30.0, max(1.0, (0.2 if math.isfinite(incumbent) else 0.5)
-                                                   * (until - clock.now()))))
+                            time_limit=min(30.0, max(1.0, lp_share * (until - clock.now()))))
     info: dict = {"lp_bound": lp.value, "lp_exact": lp.exact}
     if not lp.feasible:
         info["lp_infeasible"] = True

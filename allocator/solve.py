@@ -13,9 +13,10 @@ gets a plan:
    generation, :mod:`allocator.bounds`).
 
 Visiting stops when every head count left has ``UB(N)`` below the best plan (within the gap).
-The last part of the time limit bounds the head counts not visited by the LP of *ranges* of
-head counts (the balance rows relaxed to the range's ends), which knows the geography the
-sizing bound ignores. The reported bound is the largest bound over all head counts, so the gap
+The last part of the time limit bounds the head counts not visited by *ranges* of head counts
+(the balance rows relaxed to the range's ends): the Lagrangian of the last LP's duals first, then
+LP rounds for the range that decides the reported bound. Both know the geography the sizing
+bound ignores. The reported bound is the largest bound over all head counts, so the gap
 covers the sizing too.
 """
 

@@ -547,12 +547,12 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
         staffed = np.zeros(S)
         np.add.at(staffed, model.rep_site, x[model.kcol])
         staffed += x[model.hcol]
-        parts = dict(sales=float(x[model.sigma]),
-                     people_cost=float(model.econ.rep_cost @ x[model.kcol]
-                                       - model.econ.release_cost * x[model.kcol].sum()
-                                       + model.econ.hire_cost * x[model.hcol].sum()
-                                       + model.constant),
-                     travel=float(model.travel[pu, ps] @ xp))
+        parts = {"sales": float(x[model.sigma]),
+                 "people_cost": float(model.econ.rep_cost @ x[model.kcol]
+                                      - model.econ.release_cost * x[model.kcol].sum()
+                                      + model.econ.hire_cost * x[model.hcol].sum()
+                                      + model.constant),
+                 "travel": float(model.travel[pu, ps] @ xp)}
         bound = result(value, False, x, int(model.linked.sum()), parts)
         if best is None or value < best.value:
             best = bound

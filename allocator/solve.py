@@ -23,7 +23,6 @@ covers the sizing too.
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -36,7 +35,7 @@ from allocator.alignment import (AlignmentProblem, LocalSearch, align, balance_v
                                  choose_reps, ensure_site_capacity, place_hires, staffing_from,
                                  staffing_from_lp)
 from allocator.formulation import build_headcount_mip, hint_flows
-from allocator.improve import lns, merge_repair, move_hire_repair, split_teams
+from allocator.improve import lns, merge_repair, move_hire_repair
 from allocator.solvers import solve_mip
 from allocator.bounds import HeadcountLp, headcount_lp_bound
 from allocator.checker import assert_plan
@@ -254,12 +253,8 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
             assignment, stats = lns(problem, staffing, assignment, spec, short, rng)
             info.update(stats)
             violation = balance_violation(problem, staffing, assignment)
-        if violation <= 1e-9:  # balanced: teams split where it pays, then travel improves
+        if violation <= 1e-9:  # balanced: the rest of the time improves travel
             stop = until  # no other staffing is tried: the improvement gets all the time left
-            staffing, assignment, splits = split_teams(
-                problem, staffing, assignment, spec, clock.now() + 0.3 * (stop - clock.now()))
-            if splits:
-                note(f"N={n}: {splits} team territories split")
             assignment, stats = lns(problem, staffing, assignment, spec, stop, rng)
             info.update(stats)
         search = LocalSearch(problem, staffing, assignment, s.alignment.contiguity)

@@ -11,12 +11,12 @@ import math
 
 import numpy as np
 import pytest
+from test_optimum import FEASIBLE, optima  # noqa: F401  (the module-scoped fixture)
 
 from allocator import clock
 from allocator.alignment import AlignmentProblem
 from allocator.bounds import HeadcountLp, headcount_lp_bound
 from allocator.sizing import response_curve
-from test_optimum import FEASIBLE, optima  # noqa: F401  (the module-scoped fixture)
 
 
 def _bound(scenario, lo, hi=None, model=None, **options):
@@ -28,7 +28,7 @@ def _bound(scenario, lo, hi=None, model=None, **options):
 
 
 @pytest.mark.parametrize("instance", FEASIBLE, ids=[i["id"] for i in FEASIBLE])
-def test_range_and_head_count_bounds_cover_the_optimum(optima, instance):
+def test_range_and_head_count_bounds_cover_the_optimum(optima, instance):  # noqa: F811
     scenario, optimum, plan, _ = optima[instance["id"]]
     spec = scenario.settings.strategy.headcount
     n = plan.kpis["headcount"]
@@ -115,7 +115,7 @@ def test_lagrangian_of_other_ranges_is_weak_duality_safe(texas):
 
 
 @pytest.mark.parametrize("instance", FEASIBLE, ids=[i["id"] for i in FEASIBLE])
-def test_lagrangian_covers_the_optimum(optima, instance):
+def test_lagrangian_covers_the_optimum(optima, instance):  # noqa: F811
     scenario, optimum, _, _ = optima[instance["id"]]
     spec = scenario.settings.strategy.headcount
     problem = AlignmentProblem.from_scenario(scenario)

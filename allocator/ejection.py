@@ -40,14 +40,21 @@ class Hop:
     target: int
 
 
-class ChainRepair:
-    """Balance repair by ejection chains over an assignment, counting disruption against
-    ``owner`` (the territory each unit belongs to in the parent plan, ``-1`` if none) with the
-    whole-number measure ``cost`` (``cost[i]`` when unit ``i`` is away from its owner)."""
+def disruption_step(owner: np.ndarray, cost: np.ndarray, unit: int, source: int,
+                    target: int) -> int:
+    """Disruption added by moving ``unit`` from ``source`` to ``target``: ``cost[unit]`` when it
+    leaves its ``owner``, minus that when it comes back."""
+    home = owner[unit]
+    return (0 if target == home else int(cost[unit])) - (0 if source == home else int(cost[unit]))
+
+
+class DisruptionRepair:
+    """An assignment under repair, with its disruption counted against ``owner`` (the territory
+    each unit belongs to in the parent plan, ``-1`` if none) in the whole-number measure ``cost``
+    (``cost[i]`` when unit ``i`` is away from its owner), within ``cap``."""
 
     def __init__(self, problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
-                 owner: np.ndarray, cost: np.ndarray, cap: int, contiguity: bool = True,
-                 max_depth: int = 10, max_expansions: int = 4000, branching: int = 4) -> None:
+                 owner: np.ndarray, cost: np.ndarray, cap: int, contiguity: bool = True) -> None:
         self.problem = problem
         self.staffing = staffing
         self.local = LocalSearch(problem, staffing, assignment, contiguity)
@@ -55,33 +62,36 @@ class ChainRepair:
         self.cost = cost
         self.cap = cap
         self.contiguity = contiguity
+
+    @property
+    def assignment(self) -> np.ndarray:
+        return self.local.assignment
+
+    def disruption(self) -> int:
+        return int(self.cost[self.local.assignment != self.owner].sum())
+
+    def violation(self) -> float:
+        return self.local.violation()
+
+
+class ChainRepair(DisruptionRepair):
+    """Balance repair by ejection chains (module docstring)."""
+
+    def __init__(self, problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
+                 owner: np.ndarray, cost: np.ndarray, cap: int, contiguity: bool = True,
+                 max_depth: int = 10, max_expansions: int = 4000, branching: int = 4) -> None:
+        super().__init__(problem, staffing, assignment, owner, cost, cap, contiguity)
         self.max_depth = max_depth
         self.max_expansions = max_expansions
         self.branching = branching
         self.chains = 0
         self.hops = 0
 
-    # -- measures -----------------------------------------------------------------------------
-    @property
-    def assignment(self) -> np.ndarray:
-        return self.local.assignment
-
-    def disruption(self) -> int:
-        moved = self.local.assignment != self.owner
-        return int(self.cost[moved].sum())
-
-    def violation(self) -> float:
-        return self.local.violation()
-
     def _territory_violation(self, t: int, load: np.ndarray) -> float:
         return self.local._viol(t, load)
 
     def _cost_of(self, unit: int, source: int, target: int) -> int:
-        """Disruption added by moving ``unit`` from ``source`` to ``target``."""
-        home = self.owner[unit]
-        before = 0 if source == home else int(self.cost[unit])
-        after = 0 if target == home else int(self.cost[unit])
-        return after - before
+        return disruption_step(self.owner, self.cost, unit, source, target)
 
     def _connected(self, t: int, added: set[int], removed: set[int]) -> bool:
         """Whether territory ``t`` is connected with ``added`` units in and ``removed`` out."""

@@ -49,7 +49,7 @@ import numpy as np
 import pulp
 
 from allocator.alignment import AlignmentProblem, LocalSearch, Staffing
-from allocator.ejection import ChainRepair
+from allocator.ejection import ChainRepair, DisruptionRepair, disruption_step
 from allocator.improve import territory_graph
 from allocator.solvers import solve_mip
 
@@ -131,7 +131,7 @@ def plan_transfers(problem: AlignmentProblem, staffing: Staffing, assignment: np
             border = _border_units(local, problem.adjacency, u, v)
             if not border:
                 continue
-            steps = np.array([_step(owner, cost, i, u, v) for i in border])
+            steps = np.array([disruption_step(owner, cost, i, u, v) for i in border])
             free = _free_capacity(local, problem.adjacency, owner, cost, u, v, border, steps,
                                   weight)
             # a unit whose leaving would cut its territory in two is no choice of its own
@@ -154,7 +154,7 @@ def plan_transfers(problem: AlignmentProblem, staffing: Staffing, assignment: np
                 inner_layer = sorted({int(b) for i in layer for b in problem.adjacency[i]
                                       if int(b) in local.members[u] and int(b) not in taken
                                       and not local.fixed[int(b)]
-                                      and _step(owner, cost, int(b), u, v) > 0
+                                      and disruption_step(owner, cost, int(b), u, v) > 0
                                       and local.connected_without(u, int(b))})
                 following = {}
                 for j in inner_layer:
@@ -230,12 +230,6 @@ def plan_transfers(problem: AlignmentProblem, staffing: Staffing, assignment: np
                         outcome.status, bound)
 
 
-def _step(owner: np.ndarray, cost: np.ndarray, unit: int, source: int, target: int) -> int:
-    """Disruption added by moving ``unit`` from ``source`` to ``target``."""
-    home = owner[unit]
-    return (0 if target == home else int(cost[unit])) - (0 if source == home else int(cost[unit]))
-
-
 def _free_capacity(local: LocalSearch, adjacency, owner: np.ndarray, cost: np.ndarray, u: int,
                    v: int, border: list[int], steps: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Workload ``u`` can pass to ``v`` at no disruption: the free units on the border and the
@@ -252,13 +246,13 @@ def _free_capacity(local: LocalSearch, adjacency, owner: np.ndarray, cost: np.nd
             w = int(w)
             if w in seen or w not in members or local.fixed[w]:
                 continue
-            if _step(owner, cost, w, u, v) <= 0:
+            if disruption_step(owner, cost, w, u, v) <= 0:
                 seen.add(w)
                 queue.append(w)
     return weight[sorted(seen)].sum(axis=0)
 
 
-class TransferRepair:
+class TransferRepair(DisruptionRepair):
     """Balance repair by planned transfers (module docstring), counting disruption against
     ``owner`` with the whole-number measure ``cost``, within ``cap``."""
 
@@ -266,14 +260,8 @@ class TransferRepair:
                  owner: np.ndarray, cost: np.ndarray, cap: int, solver: str, *,
                  contiguity: bool = True, seed: int = 0, threads: int = 1,
                  margin: float = 0.002, plan_seconds: float = 10.0) -> None:
-        self.problem = problem
-        self.staffing = staffing
-        self.local = LocalSearch(problem, staffing, assignment, contiguity)
-        self.owner = owner
-        self.cost = cost
-        self.cap = cap
+        super().__init__(problem, staffing, assignment, owner, cost, cap, contiguity)
         self.solver = solver
-        self.contiguity = contiguity
         self.seed = seed
         self.threads = threads
         self.margin = margin
@@ -282,16 +270,6 @@ class TransferRepair:
         self.moves = 0
         self.chain_moves = 0
         self.returned = 0
-
-    @property
-    def assignment(self) -> np.ndarray:
-        return self.local.assignment
-
-    def disruption(self) -> int:
-        return int(self.cost[self.local.assignment != self.owner].sum())
-
-    def violation(self) -> float:
-        return self.local.violation()
 
     def repair(self, deadline: float, rounds: int = 5) -> np.ndarray:
         """Plan and make transfers until balanced (or no round helps), then ejection chains for
@@ -360,9 +338,9 @@ class TransferRepair:
             return False
         bundle = self._bundle(u, v, i)
         if bundle is None or self.disruption() + sum(
-                _step(self.owner, self.cost, j, u, v) for j in bundle) > self.cap:
+                disruption_step(self.owner, self.cost, j, u, v) for j in bundle) > self.cap:
             return False
-        if any(_step(self.owner, self.cost, j, u, v) > 0 for j in bundle if j != i):
+        if any(disruption_step(self.owner, self.cost, j, u, v) > 0 for j in bundle if j != i):
             return False
         self._move(bundle, v)
         return True
@@ -384,7 +362,7 @@ class TransferRepair:
                 w = float(weight[bundle].sum())
                 if w >= 2 * remaining - EPS:
                     continue
-                step = sum(_step(self.owner, self.cost, j, u, v) for j in bundle)
+                step = sum(disruption_step(self.owner, self.cost, j, u, v) for j in bundle)
                 if step > 0:
                     continue
                 key = (step, abs(remaining - w), len(bundle), i)

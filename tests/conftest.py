@@ -126,6 +126,42 @@ def write_scenario(folder: Path, *, rows: int = 2, cols: int = 3,
     return path
 
 
+def write_districting(folder: Path, units, edges, *, territories: int, tolerance: float,
+                      compactness: str, name: str = "districts", islands: str = "error",
+                      settings: dict[str, Any] | None = None) -> Path:
+    """Write a territory-design scenario (``strategy.objective: balance``) over planar ``units``
+    (``unit_id, x, y, workload, customers``) and ``edges`` (``a, b`` and optionally ``length``):
+    every unit a possible centre, both measures within ``tolerance``, ``territories`` of them.
+    ``settings`` is merged into the YAML section by section."""
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    units.to_csv(folder / "units.csv", index=False)
+    edges.to_csv(folder / "edges.csv", index=False)
+    pd.DataFrame({"unit_id": units["unit_id"], "max_hires": 1}).to_csv(folder / "sites.csv",
+                                                                       index=False)
+    merged = {
+        "name": name,
+        "units": {"table": "units.csv", "x": "x", "y": "y", "lon": None, "lat": None,
+                  "coordinates": "planar", "potential": "workload",
+                  "last_year_sales": "workload"},
+        "adjacency": {"source": "edges", "edges": "edges.csv", "islands": islands,
+                      **({"length": "length"} if "length" in edges else {})},
+        "hiring": {"sites": {"table": "sites.csv"}},
+        "strategy": {"objective": "balance",
+                     "headcount": {"min": territories, "max": territories}},
+        "alignment": {"balance": [{"measure": "workload", "tolerance": tolerance},
+                                  {"measure": "customers", "tolerance": tolerance}],
+                      "compactness": compactness, "max_reps_per_territory": 1},
+        "solver": {"time_limit": 5, "seed": 0},
+    }
+    for key, value in (settings or {}).items():
+        merged[key] = {**merged.get(key, {}), **value}
+    path = folder / "scenario.yaml"
+    path.write_text(yaml.safe_dump(merged, sort_keys=False))
+    return path
+
+
 @pytest.fixture
 def make_scenario(tmp_path: Path) -> Callable[..., Path]:
     """Factory: ``make_scenario(**options)`` writes a tiny scenario and returns its YAML path.

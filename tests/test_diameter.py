@@ -13,7 +13,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from conftest import write_districting
 
 from allocator import clock
 from allocator.alignment import AlignmentProblem, Staffing, balance_violation
@@ -29,33 +29,16 @@ def lattice(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lattice")
     rng = np.random.default_rng(3)
     ids = [f"U{k}" for k in range(ROWS * COLS)]
-    pd.DataFrame({"unit_id": ids, "x": [float(k % COLS) for k in range(ROWS * COLS)],
-                  "y": [float(k // COLS) for k in range(ROWS * COLS)],
-                  "workload": rng.integers(5, 15, ROWS * COLS),
-                  "customers": rng.integers(1, 6, ROWS * COLS)}).to_csv(
-        folder / "units.csv", index=False)
+    units = pd.DataFrame({"unit_id": ids, "x": [float(k % COLS) for k in range(ROWS * COLS)],
+                          "y": [float(k // COLS) for k in range(ROWS * COLS)],
+                          "workload": rng.integers(5, 15, ROWS * COLS),
+                          "customers": rng.integers(1, 6, ROWS * COLS)})
     edges = [(r * COLS + c, r * COLS + c + 1) for r in range(ROWS) for c in range(COLS - 1)]
     edges += [(r * COLS + c, (r + 1) * COLS + c) for r in range(ROWS - 1) for c in range(COLS)]
-    pd.DataFrame({"a": [ids[a] for a, _ in edges], "b": [ids[b] for _, b in edges],
-                  "length": rng.uniform(0.5, 1.5, len(edges))}).to_csv(
-        folder / "edges.csv", index=False)
-    pd.DataFrame({"unit_id": ids, "max_hires": 1}).to_csv(folder / "sites.csv", index=False)
-    settings = {
-        "name": "lattice",
-        "units": {"table": "units.csv", "x": "x", "y": "y", "lon": None, "lat": None,
-                  "coordinates": "planar", "potential": "workload",
-                  "last_year_sales": "workload"},
-        "adjacency": {"source": "edges", "edges": "edges.csv", "islands": "error",
-                      "length": "length"},
-        "hiring": {"sites": {"table": "sites.csv"}},
-        "strategy": {"objective": "balance",
-                     "headcount": {"min": TERRITORIES, "max": TERRITORIES}},
-        "alignment": {"balance": [{"measure": "workload", "tolerance": 0.1},
-                                  {"measure": "customers", "tolerance": 0.1}],
-                      "compactness": "diameter", "max_reps_per_territory": 1},
-        "solver": {"time_limit": 5, "seed": 0},
-    }
-    (folder / "scenario.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    lengths = pd.DataFrame({"a": [ids[a] for a, _ in edges], "b": [ids[b] for _, b in edges],
+                            "length": rng.uniform(0.5, 1.5, len(edges))})
+    write_districting(folder, units, lengths, territories=TERRITORIES, tolerance=0.1,
+                      compactness="diameter", name="lattice")
     scenario = load_scenario(folder / "scenario.yaml")
     graph = nx.Graph(edges)
     return scenario, graph

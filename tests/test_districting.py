@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import SOLVERS
+from conftest import SOLVERS, write_districting
 
 from allocator.alignment import AlignmentProblem
 from allocator.checker import check_plan
@@ -35,36 +35,19 @@ def write(folder: Path, compactness: str, *, lengths: list[float] | None = None,
           extra: dict | None = None) -> Path:
     rows, cols = 2, 4
     ids = [f"U{k + 1}" for k in range(rows * cols)]
-    pd.DataFrame({"unit_id": ids, "x": [10.0 * (k % cols) for k in range(8)],
-                  "y": [10.0 * (k // cols) for k in range(8)], "workload": WORKLOAD,
-                  "customers": CUSTOMERS}).to_csv(folder / "units.csv", index=False)
+    units = pd.DataFrame({"unit_id": ids, "x": [10.0 * (k % cols) for k in range(8)],
+                          "y": [10.0 * (k // cols) for k in range(8)], "workload": WORKLOAD,
+                          "customers": CUSTOMERS})
     edges = [(ids[r * cols + c], ids[r * cols + c + 1]) for r in range(rows)
              for c in range(cols - 1)] + [(ids[c], ids[cols + c]) for c in range(cols)]
     frame = pd.DataFrame(edges, columns=["a", "b"])
     if lengths is not None:
         frame["length"] = lengths
-    frame.to_csv(folder / "edges.csv", index=False)
-    pd.DataFrame({"unit_id": ids, "max_hires": 1}).to_csv(folder / "sites.csv", index=False)
-    settings = {
-        "name": "districts",
-        "units": {"table": "units.csv", "x": "x", "y": "y", "lon": None, "lat": None,
-                  "coordinates": "planar", "potential": "workload",
-                  "last_year_sales": "workload"},
-        "adjacency": {"source": "edges", "edges": "edges.csv", "islands": "error",
-                      **({"length": "length"} if lengths is not None else {})},
-        "hiring": {"sites": {"table": "sites.csv"}},
-        "strategy": {"objective": "balance",
-                     "headcount": {"min": territories, "max": territories}},
-        "alignment": {"balance": [{"measure": "workload", "tolerance": tolerance},
-                                  {"measure": "customers", "tolerance": tolerance}],
-                      "compactness": compactness, "max_reps_per_territory": 1},
-        "solver": {"time_limit": 4, "seed": 0, "name": solver},
-    }
+    settings = {"solver": {"time_limit": 4, "seed": 0, "name": solver}}
     for key, value in (extra or {}).items():
         settings[key] = {**settings.get(key, {}), **value}
-    path = folder / "scenario.yaml"
-    path.write_text(yaml.safe_dump(settings, sort_keys=False))
-    return path
+    return write_districting(folder, units, frame, territories=territories, tolerance=tolerance,
+                             compactness=compactness, settings=settings)
 
 
 def partitions(scenario, territories: int):

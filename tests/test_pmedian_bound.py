@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 import pulp
 import pytest
-import yaml
-from conftest import SOLVERS
+from conftest import SOLVERS, write_districting
 from scipy.optimize import linprog
 
 from allocator.alignment import AlignmentProblem
@@ -30,28 +29,13 @@ def lattice_problem(folder: Path, xy: np.ndarray, workload: np.ndarray, customer
     sees it: distance weighed by workload."""
     n = len(xy)
     ids = [f"U{k}" for k in range(n)]
-    pd.DataFrame({"unit_id": ids, "x": xy[:, 0], "y": xy[:, 1], "workload": workload,
-                  "customers": customers}).to_csv(folder / "units.csv", index=False)
+    units = pd.DataFrame({"unit_id": ids, "x": xy[:, 0], "y": xy[:, 1], "workload": workload,
+                          "customers": customers})
     far = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))
     a, b = np.nonzero(np.triu(np.isclose(far, 1.0)))
-    pd.DataFrame({"a": [ids[i] for i in a], "b": [ids[j] for j in b]}).to_csv(
-        folder / "edges.csv", index=False)
-    pd.DataFrame({"unit_id": ids, "max_hires": 1}).to_csv(folder / "sites.csv", index=False)
-    settings = {
-        "name": "bound",
-        "units": {"table": "units.csv", "x": "x", "y": "y", "lon": None, "lat": None,
-                  "coordinates": "planar", "potential": "workload",
-                  "last_year_sales": "workload"},
-        "adjacency": {"source": "edges", "edges": "edges.csv", "islands": "nearest"},
-        "hiring": {"sites": {"table": "sites.csv"}},
-        "strategy": {"objective": "balance",
-                     "headcount": {"min": territories, "max": territories}},
-        "alignment": {"balance": [{"measure": "workload", "tolerance": tolerance},
-                                  {"measure": "customers", "tolerance": tolerance}],
-                      "compactness": "travel", "max_reps_per_territory": 1},
-        "solver": {"time_limit": 5, "seed": 0},
-    }
-    (folder / "scenario.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    edges = pd.DataFrame({"a": [ids[i] for i in a], "b": [ids[j] for j in b]})
+    write_districting(folder, units, edges, territories=territories, tolerance=tolerance,
+                      compactness="travel", name="bound", islands="nearest")
     scenario = load_scenario(folder / "scenario.yaml")
     problem = AlignmentProblem.from_scenario(scenario)
     return dataclasses.replace(problem, travel_rate=scenario.units["workload"].to_numpy(float))

@@ -68,10 +68,6 @@ class LpBound:
     links: int = 0  # strong-link rows the LP needed
     parts: dict = field(default_factory=dict)  # the LP's sales, people cost and travel
 
-    @property
-    def headcounts(self) -> range:
-        return range(self.headcount, (self.headcount_hi or self.headcount) + 1)
-
 
 class HeadcountLp:
     """The relaxation of one head-count range as a growing HiGHS model.
@@ -107,6 +103,11 @@ class HeadcountLp:
         keep_lo[np.unique(locked_rep[locked_rep >= 0])] = 1.0
         # locked units may only join their rep's site
         self.forced = np.where(locked_rep >= 0, rep_site[np.maximum(locked_rep, 0)], -1)
+        self.allowed = np.ones((n, S), dtype=bool)  # the unit-site pairs a plan may use
+        locked = np.flatnonzero(self.forced >= 0)
+        self.allowed[locked, :] = False
+        self.allowed[locked, self.forced[locked]] = True
+        self.site_reps = [np.flatnonzero(rep_site == k) for k in range(S)]
         dist = scenario.coordinates.distance(np.arange(n)[:, None], sites[None, :])
         self.travel = problem.travel_rate[:, None] * dist  # (n, S)
 
@@ -264,12 +265,9 @@ class HeadcountLp:
 
     # -- growing the model -------------------------------------------------------------------
 
-    def _allowed(self, pu: np.ndarray, ps: np.ndarray) -> np.ndarray:
-        return (self.forced[pu] < 0) | (self.forced[pu] == ps)
-
     def add_pairs(self, pu: np.ndarray, ps: np.ndarray) -> int:
         """Add the unit-site pairs not yet in the model; return how many were new."""
-        ok = self._allowed(pu, ps) & ~self.in_model[pu, ps]
+        ok = self.allowed[pu, ps] & ~self.in_model[pu, ps]
         pair = np.unique(np.column_stack([pu[ok], ps[ok]]), axis=0)
         if len(pair) == 0:
             return 0
@@ -299,12 +297,11 @@ class HeadcountLp:
         """State the strong link ``x_is <= n_s`` of the pairs at positions ``which``."""
         if len(which) == 0:
             return
-        sites_reps = [np.flatnonzero(self.rep_site == s) for s in range(self.S)]
         starts, index, value = [], [], []
         count = 0
         for k in which:
             s = int(self.pairs[k, 1])
-            cols = np.concatenate([[self.x0 + k], self.kcol[sites_reps[s]], [self.hcol[s]]])
+            cols = np.concatenate([[self.x0 + k], self.kcol[self.site_reps[s]], [self.hcol[s]]])
             starts.append(count)
             index.append(cols)
             value.append(np.concatenate([[1.0], -np.ones(len(cols) - 1)]))
@@ -356,25 +353,18 @@ class HeadcountLp:
         """
         if self.last_y is None:
             return np.inf
-        lp = self.h.getLp()
-        matrix = sparse.csc_matrix((np.asarray(lp.a_matrix_.value_),
-                                    np.asarray(lp.a_matrix_.index_),
-                                    np.asarray(lp.a_matrix_.start_)),
-                                   shape=(lp.num_row_, lp.num_col_))
-        cost = np.asarray(lp.col_cost_)
-        col_lo, col_hi = np.asarray(lp.col_lower_), np.asarray(lp.col_upper_)
-        row_lo, row_hi = np.asarray(lp.row_lower_), np.asarray(lp.row_upper_)
-        y = np.zeros(lp.num_row_)
+        matrix, cost, col_lo, col_hi, row_lo, row_hi = self._arrays()
+        y = np.zeros(matrix.shape[0])
         y[:len(self.last_y)] = self.last_y  # rows added since: multiplier zero
         y[(y > 0) & ~np.isfinite(row_lo)] = 0.0
         y[(y < 0) & ~np.isfinite(row_hi)] = 0.0
         # pairs: each unit's cheapest site (its own row kept as a constraint)
         rc_pairs = self.pair_reduced_costs(y) + y[:self.n, None]
-        rc_pairs[~self._allowed_matrix()] = np.inf
+        rc_pairs[~self.allowed] = np.inf
         pairs_part = float(rc_pairs.min(axis=1).sum())
         clock.charge(self.n * self.S * LAGRANGIAN_SECONDS_PER_PAIR)
         others = np.arange(self.x0)  # keep, hire, sigma, territory sales
-        rows = np.arange(self.n, lp.num_row_)
+        rows = np.arange(self.n, matrix.shape[0])
         head = self.r_head
 
         def value(mu: float) -> float:
@@ -428,13 +418,7 @@ class HeadcountLp:
         _, has_ray, ray = self.h.getDualRay()
         if not has_ray:
             return np.zeros((0, 2), dtype=np.int64)
-        lp = self.h.getLp()
-        matrix = sparse.csc_matrix((np.asarray(lp.a_matrix_.value_),
-                                    np.asarray(lp.a_matrix_.index_),
-                                    np.asarray(lp.a_matrix_.start_)),
-                                   shape=(lp.num_row_, lp.num_col_))
-        col_lo, col_hi = np.asarray(lp.col_lower_), np.asarray(lp.col_upper_)
-        row_lo, row_hi = np.asarray(lp.row_lower_), np.asarray(lp.row_upper_)
+        matrix, _, col_lo, col_hi, row_lo, row_hi = self._arrays()
         ray = np.asarray(ray, dtype=float)
         ray[np.abs(ray) < 1e-9 * np.abs(ray).max(initial=0.0)] = 0.0  # round-off, any sign
         for sign in (1.0, -1.0):
@@ -448,7 +432,7 @@ class HeadcountLp:
             # (A^T y) of every pair: the pair's reduced cost with zero cost, sign flipped
             every = self.travel - self.pair_reduced_costs(y)
             every[self.in_model] = 0.0
-            every[~self._allowed_matrix()] = 0.0
+            every[~self.allowed] = 0.0
             raise_by = np.maximum(every, 0.0)
             if lhs + float(raise_by.sum()) < rhs - 1e-7 * max(1.0, abs(rhs)):
                 return None
@@ -459,12 +443,15 @@ class HeadcountLp:
             return np.column_stack([iu[keep], js[keep]])
         return np.zeros((0, 2), dtype=np.int64)
 
-    def _allowed_matrix(self) -> np.ndarray:
-        allowed = np.ones((self.n, self.S), dtype=bool)
-        locked = np.flatnonzero(self.forced >= 0)
-        allowed[locked, :] = False
-        allowed[locked, self.forced[locked]] = True
-        return allowed
+    def _arrays(self):
+        """The model as it stands: matrix (CSC), costs, column and row bounds."""
+        lp = self.h.getLp()
+        matrix = sparse.csc_matrix((np.asarray(lp.a_matrix_.value_),
+                                    np.asarray(lp.a_matrix_.index_),
+                                    np.asarray(lp.a_matrix_.start_)),
+                                   shape=(lp.num_row_, lp.num_col_))
+        return (matrix, np.asarray(lp.col_cost_), np.asarray(lp.col_lower_),
+                np.asarray(lp.col_upper_), np.asarray(lp.row_lower_), np.asarray(lp.row_upper_))
 
     def pair_reduced_costs(self, y: np.ndarray) -> np.ndarray:
         """Reduced cost (min form) of every unit-site pair: ``c - A^T y``."""
@@ -534,12 +521,7 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
         rc = model.pair_reduced_costs(y)
         pu, ps = model.pairs[:, 0], model.pairs[:, 1]
         xp = x[model.x0:]
-        locked = model.forced >= 0
-        lock_units = np.flatnonzero(locked)
-        # a locked unit has only its rep's site (in the model): only that pair counts
-        own = rc[lock_units, model.forced[lock_units]]
-        rc[lock_units, :] = np.inf
-        rc[lock_units, model.forced[lock_units]] = own
+        rc[~model.allowed] = np.inf  # a locked unit may only join its rep's site
         # Farley: any solution of the relaxation with all columns costs at least
         # y.b + (rc of the other columns as now) + each unit's least pair rc
         used = float((rc[pu, ps] * xp).sum())
@@ -559,7 +541,6 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
         tolerance = 1e-7 * max(1.0, abs(info.objective_function_value))
         negative = rc < -tolerance
         negative[pu, ps] = False  # pairs in the model may price negative at their upper bound
-        negative[lock_units, :] = False
         # strong links the solution violates
         cuts = np.empty(0, dtype=np.int64)
         if strong_links:

@@ -145,7 +145,7 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
                                         incumbent, lp_model,
                                         lp_share=0.5 if best is None and rank > 0 else 0.2)
         evaluated[b.headcount] = info
-        if info.get("lp_infeasible") and best is None:
+        if info.get("lp_bound") == -math.inf and best is None:  # its LP is infeasible
             # more reps cost more: with none planned yet, smaller head counts come first
             order = ([c for c in order if c.headcount < b.headcount]
                      + [c for c in order if c.headcount > b.headcount])
@@ -197,8 +197,7 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
     lp = headcount_lp_bound(scenario, problem, n, curve, model=lp_model,
                             time_limit=min(30.0, max(1.0, lp_share * (until - clock.now()))))
     info: dict = {"lp_bound": lp.value, "lp_exact": lp.exact}
-    if not lp.feasible:
-        info["lp_infeasible"] = True
+    if not lp.feasible:  # its lp_bound is -inf
         note(f"N={n}: the LP relaxation is infeasible")
         return None, info
     if lp.value <= incumbent + spec.gap * abs(incumbent):
@@ -336,7 +335,7 @@ def _hint_whole(mip, problem: AlignmentProblem, plan: Plan) -> None:
 
 SMALL_VIOLATION = 0.5  # means per rep, summed over territories and measures
 RANGE_WIDTH = 12  # head counts per range at first (the LP of a wider one is rarely useful)
-RANGE_SHARE = 0.25  # of the time limit, for the LP bounds of head-count ranges
+RANGE_SHARE = 0.25  # of the time limit, for bounding the head counts not planned
 
 
 def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseCurve, bounds,
@@ -383,7 +382,7 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
                 value = lagrangian(item[1], item[2])
                 if value < item[0]:
                     item[0] = value
-                    item[4] = f"{item[1]}-{item[2]}" if item[2] > item[1] else str(item[1])
+                    item[4] = _range_label(item[1], item[2])
 
     refresh(ranges)
     solves = 0
@@ -410,7 +409,7 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
         worst[3] = True
         if value < bound:
             worst[0] = value
-            worst[4] = f"{lo}-{hi}" if hi > lo else str(lo)
+            worst[4] = _range_label(lo, hi)
         refresh(ranges)  # the new duals may bound the others better
     out: dict[int, tuple[float, str]] = {}
     for bound, lo, hi, _, label in ranges:
@@ -421,6 +420,10 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
         note(f"head-count ranges: {solves} LPs and the Lagrangian of their duals bounded "
              f"{len(out)} of {len(open_counts)} open head counts")
     return out
+
+
+def _range_label(lo: int, hi: int) -> str:
+    return f"{lo}-{hi}" if hi > lo else str(lo)
 
 
 def sizing_table(bounds, evaluated: dict[int, dict],
@@ -451,7 +454,7 @@ def binding_constraint(scenario: Scenario, plan: Plan, bounds,
         return (f"budget binds: the plan for {m} reps cost {excess:,.0f} more than the budget "
                 f"{s.strategy.budget:,.0f} once travel was counted")
     refuted = sorted(m for m, info in (evaluated or {}).items()
-                     if m > n and info.get("lp_infeasible"))
+                     if m > n and info.get("lp_bound") == -math.inf)
     if refuted and plan.costs["total"] > 0.8 * s.strategy.budget:
         # a bigger organisation has no LP solution, with the budget counting travel: the
         # budget (balance alone would not refute a head count the unconstrained range admits)

@@ -59,12 +59,12 @@ def spread_effort(potential: np.ndarray, workload: np.ndarray, hours: np.ndarray
     high = np.log(np.maximum(top, 1e-300))
     for _ in range(iterations):
         mid = 0.5 * (low + high)
-        effort = _effort_at(slope, workload, cap, np.exp(mid)[group], spec)
+        effort = effort_at_price(slope, workload, cap, np.exp(mid)[group], spec)
         used = np.bincount(group, weights=effort, minlength=groups)
         too_much = used > hours
         low = np.where(too_much, mid, low)
         high = np.where(too_much, high, mid)
-    effort = _effort_at(slope, workload, cap, np.exp(high)[group], spec)
+    effort = effort_at_price(slope, workload, cap, np.exp(high)[group], spec)
     # the bisection leaves a sliver of each group's hours unspent: hand it out pro rata to the
     # units not yet at their cap, so that the hours add up exactly
     used = np.bincount(group, weights=effort, minlength=groups)
@@ -76,7 +76,9 @@ def spread_effort(potential: np.ndarray, workload: np.ndarray, hours: np.ndarray
     return np.where(saturated[group], cap, effort)
 
 
-def _effort_at(slope, workload, cap, lam, spec: ResponseSpec) -> np.ndarray:
+def effort_at_price(slope, workload, cap, lam, spec: ResponseSpec) -> np.ndarray:
+    """Each unit's best effort when an hour is priced at ``lam``: where its marginal return,
+    falling from ``slope`` at no effort, meets the price (within ``[0, cap]``)."""
     with np.errstate(divide="ignore"):
         ratio = np.log2(np.where(slope > 0, slope, 1.0) / lam)
     effort = np.where(slope > 0, spec.half * workload * ratio, 0.0)
@@ -103,10 +105,41 @@ def conjugate(potential: np.ndarray, workload: np.ndarray, lam: float,
     slope = np.zeros_like(potential, dtype=float)
     slope[active] = potential[active] * (spec.ceiling - spec.floor) * LN2 / (
         spec.half * workload[active])
-    effort = _effort_at(slope, workload, spec.max_coverage * workload, lam, spec)
+    effort = effort_at_price(slope, workload, spec.max_coverage * workload, lam, spec)
     return unit_sales(potential, workload, effort, spec) - lam * effort
 
 
 def price_grid(centre: float, points: int = 13, spread: float = 2.0) -> np.ndarray:
     """Hour prices around ``centre``, geometric, from ``centre / spread`` to ``centre * spread``."""
     return centre * np.exp2(np.linspace(-np.log2(spread), np.log2(spread), points))
+
+
+def tightest_prices(potential: np.ndarray, workload: np.ndarray, hours: np.ndarray,
+                    unit: np.ndarray, group: np.ndarray, weight: np.ndarray,
+                    spec: ResponseSpec, iterations: int = 60) -> np.ndarray:
+    """The price ``lambda_g`` that makes the conjugate bound of each group tightest.
+
+    Group ``g`` holds units ``unit[k]`` with weights ``weight[k]`` (a fractional territory of the
+    LP relaxation) and ``hours[g]``. Its bound ``lambda hours_g + sum_k weight_k phi_unit(lambda)``
+    is convex in ``lambda``, with slope ``hours_g - sum_k weight_k e_unit(lambda)``: bisection on
+    ``log lambda`` finds where the weighted effort at the price matches the hours. A group whose
+    hours saturate every unit gets the smallest price searched (its bound is flat below it).
+    """
+    groups = len(hours)
+    active = workload > 0
+    slope = np.zeros_like(potential, dtype=float)
+    slope[active] = potential[active] * (spec.ceiling - spec.floor) * LN2 / (
+        spec.half * workload[active])
+    cap = spec.max_coverage * workload
+    top = np.full(groups, 1e-300)
+    np.maximum.at(top, group, slope[unit])
+    high = np.log(np.maximum(top, 1e-300))
+    low = high - 60.0
+    for _ in range(iterations):
+        mid = 0.5 * (low + high)
+        effort = effort_at_price(slope[unit], workload[unit], cap[unit], np.exp(mid)[group], spec)
+        used = np.bincount(group, weights=weight * effort, minlength=groups)
+        too_little = used < hours  # hours left over: the price is too high
+        high = np.where(too_little, mid, high)
+        low = np.where(too_little, low, mid)
+    return np.exp(0.5 * (low + high))

@@ -125,3 +125,48 @@ def test_lagrangian_covers_the_optimum(optima, instance):  # noqa: F811
         headcount_lp_bound(scenario, problem, spec.min, curve, model=model)
         model.set_range(spec.min, spec.max)
         assert model.lagrangian_bound() >= optimum - 1e-6 * max(1.0, abs(optimum))
+
+
+def test_price_rows_tighten_the_bound_and_leave_no_site_loose(texas, texas_result):
+    """Rows at each site's own price lower the LP (the grid of prices was loose), keep it above
+    the best plan, and at the end no site's sales exceed its tightest conjugate bound."""
+    n = texas_result.plan.kpis["headcount"]
+    problem = AlignmentProblem.from_scenario(texas)
+    curve = response_curve(texas)
+    with clock.running(clock.SearchClock(False, math.inf)):
+        model = HeadcountLp(texas, problem, curve)
+        tight = headcount_lp_bound(texas, problem, n, curve, model=model, max_rounds=1000)
+        grid = headcount_lp_bound(texas, problem, n, curve, price_rows=False)
+    assert tight.exact and grid.exact
+    assert len(model.cut_site) > 0
+    assert tight.value < grid.value * (1 - 1e-4)
+    assert tight.value >= texas_result.objective * (1 - 1e-9)
+    x = np.asarray(model.h.getSolution().col_value)
+    loose, _ = model.loose_prices(x, 1e-6 * tight.parts["sales"])
+    assert len(loose) == 0
+
+
+def test_tightest_price_is_the_minimum_over_a_fine_grid():
+    """The bisection's price gives a conjugate bound no fine grid of prices beats."""
+    from allocator.response import conjugate, tightest_prices
+    from allocator.settings import ResponseSpec
+
+    spec = ResponseSpec()
+    rng = np.random.default_rng(3)
+    potential = rng.lognormal(11, 1, 40)
+    workload = rng.lognormal(3, 0.5, 40)
+    unit = np.arange(40)
+    group = np.repeat([0, 1], 20)
+    weight = rng.uniform(0.2, 1.0, 40)
+    hours = np.array([0.3, 1.5]) * np.bincount(group, weights=weight * workload)
+    lam = tightest_prices(potential, workload, hours, unit, group, weight, spec)
+
+    def bound(g, price):
+        members = group == g
+        return price * hours[g] + float(weight[members]
+                                        @ conjugate(potential[members], workload[members],
+                                                    price, spec))
+
+    for g in (0, 1):
+        fine = np.geomspace(lam[g] / 50, lam[g] * 50, 2001)
+        assert bound(g, lam[g]) <= min(bound(g, p) for p in fine) * (1 + 1e-9)

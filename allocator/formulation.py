@@ -23,6 +23,7 @@ import numpy as np
 import pulp
 
 from allocator.alignment import AlignmentProblem, Staffing
+from allocator.response import conjugate
 from allocator.sizing import ResponseCurve, economics
 
 
@@ -196,12 +197,16 @@ def build_headcount_mip(problem: AlignmentProblem, headcount: int, curve: Respon
 
 
 def build_subproblem(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
-                     territories: list[int], elastic: float | None = None) -> Mip:
+                     territories: list[int], elastic: float | None = None,
+                     prices: dict[int, float] | None = None, margin: float = 0.0) -> Mip:
     """Re-align the units of a few adjacent territories exactly, the staffing fixed.
 
     Objective: least travel; balance and contiguity as in the whole model. With ``elastic`` the
     balance rows get slack variables costing ``elastic`` per unit of measure (scaled to the mean
-    per rep), so that a plan out of balance can be repaired step by step.
+    per rep), so that a plan out of balance can be repaired step by step. With ``prices`` (each
+    territory's price of an hour), a unit in territory ``t`` also earns ``margin`` times its
+    conjugate value ``phi_i(lambda_t)``: the territory's sales, linearised where they stand
+    (see :class:`allocator.improve.TerritorySales`).
     """
     free = np.flatnonzero(np.isin(assignment, territories))
     tset = set(territories)
@@ -231,8 +236,21 @@ def build_subproblem(problem: AlignmentProblem, staffing: Staffing, assignment: 
                         1000.0 * (1 + problem.tolerance), n_reps)
     if problem.scenario.settings.alignment.contiguity:
         contiguity_constraints(mip, pairs_of, problem.adjacency, site_unit)
-    travel = pulp.lpSum(float(problem.cost(np.array([i]), np.array([site_unit[t]]))[0]) * var
-                        for (i, t), var in x.items())
+    reward: dict[tuple[int, int], float] = {}
+    if prices and margin:
+        units = problem.scenario.units
+        members = np.array(sorted(pairs_of))
+        phi = {t: conjugate(units["potential"].to_numpy(float)[members],
+                            units["workload"].to_numpy(float)[members], prices[t],
+                            problem.scenario.settings.response) for t in territories}
+        position = {int(i): k for k, i in enumerate(members)}
+        for i, terrs in pairs_of.items():
+            # less each unit's least value: the same optimum with small coefficients
+            least = min(phi[t][position[i]] for t in terrs)
+            for t in terrs:
+                reward[i, t] = margin * (phi[t][position[i]] - least)
+    travel = pulp.lpSum((float(problem.cost(np.array([i]), np.array([site_unit[t]]))[0])
+                         - reward.get((i, t), 0.0)) * var for (i, t), var in x.items())
     slack = []
     if elastic is not None:
         for name, row in model.constraints.items():

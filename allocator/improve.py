@@ -9,13 +9,17 @@ start, so a re-solve never makes things worse.
 
 from __future__ import annotations
 
+import math
 
 import numpy as np
 
 from allocator import clock
 from allocator.alignment import AlignmentProblem, LocalSearch, Staffing, site_needs
 from allocator.formulation import build_subproblem, hint_flows
+from allocator.plan import make_plan
+from allocator.response import spread_effort, tightest_prices, unit_sales
 from allocator.settings import SolverSpec
+from allocator.sizing import economics
 from allocator.solvers import solve_mip
 
 
@@ -47,11 +51,69 @@ def neighbourhood(graph: list[set[int]], seed: int, sizes: np.ndarray, max_units
     return sorted(chosen)
 
 
+class TerritorySales:
+    """The sales side of the objective for a fixed staffing: what each territory's hours sell.
+
+    A territory's sales are concave in its units (the hours are spread where they return most),
+    so a re-solve cannot price them exactly. At the current alignment each territory ``t`` has
+    the price ``lambda_t`` of its marginal hour, and ``lambda_t h_t + sum_{i in t} phi_i(lambda_t)``
+    (the conjugate bound) is exact there and linear in the units: a re-solve maximises that,
+    and its result is kept only if the true value (travel less the margin on sales) improves.
+    Zero margin (a cost objective) leaves travel alone.
+    """
+
+    def __init__(self, problem: AlignmentProblem, staffing: Staffing) -> None:
+        scenario = problem.scenario
+        s = scenario.settings
+        econ = economics(scenario)
+        self.margin = s.strategy.margin if s.strategy.objective == "max_contribution" else 0.0
+        self.spec = s.response
+        self.problem, self.sites = problem, staffing.sites
+        self.hours = np.array([econ.rep_hours[list(reps)].sum() for reps in staffing.reps]) \
+            + staffing.hires * econ.hire_hours
+        self.potential = scenario.units["potential"].to_numpy(float)
+        self.workload = scenario.units["workload"].to_numpy(float)
+
+    def _members(self, assignment: np.ndarray, terrs: list[int]):
+        members = np.flatnonzero(np.isin(assignment, terrs))
+        local = np.searchsorted(np.asarray(terrs), assignment[members])
+        return members, local
+
+    def sales(self, assignment: np.ndarray, terrs: list[int]) -> float:
+        """Expected sales of the territories ``terrs`` (sorted)."""
+        members, local = self._members(assignment, terrs)
+        effort = spread_effort(self.potential[members], self.workload[members],
+                               self.hours[terrs], local, self.spec)
+        return float(unit_sales(self.potential[members], self.workload[members], effort,
+                                self.spec).sum())
+
+    def value(self, assignment: np.ndarray) -> float:
+        """The margin on all territories' sales less all travel: the part of the objective
+        the alignment decides."""
+        terrs = list(range(len(self.hours)))
+        travel = float(self.problem.cost(np.arange(len(assignment)),
+                                         self.sites[assignment]).sum())
+        return self.margin * self.sales(assignment, terrs) - travel
+
+    def prices(self, assignment: np.ndarray, terrs: list[int]) -> dict[int, float]:
+        """Each territory's price of an hour at the current alignment."""
+        members, local = self._members(assignment, terrs)
+        lam = tightest_prices(self.potential, self.workload, self.hours[terrs], members, local,
+                              np.ones(len(members)), self.spec)
+        return {t: float(lam[k]) for k, t in enumerate(terrs)}
+
+
 def lns(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
         spec: SolverSpec, deadline: float, rng: np.random.Generator,
         max_units: int = 160, max_territories: int = 5) -> tuple[np.ndarray, dict]:
     """Improve ``assignment`` by exact re-solves of neighbourhoods until the deadline."""
     search = LocalSearch(problem, staffing, assignment)
+    sales = TerritorySales(problem, staffing)
+    # more sales may cost more travel: never more than the budget has room for
+    room = math.inf
+    if sales.margin:
+        room = problem.scenario.settings.strategy.budget \
+            - make_plan(problem.scenario, problem, staffing, assignment).costs["total"]
     T = len(staffing.sites)
     stats = {"resolves": 0, "improved": 0}
     quiet = 0
@@ -74,10 +136,16 @@ def lns(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
         if len(terrs) < 2:
             quiet += 1
             continue
-        before = (search.violation(), _travel(problem, staffing, search.assignment, terrs))
+        before = (search.violation(), _travel(problem, staffing, search.assignment, terrs)
+                  - sales.margin * sales.sales(search.assignment, terrs))
         # a thousandth of the mean out of balance outweighs all travel of the neighbourhood
-        elastic = 1e3 * (before[1] + 1.0) if before[0] > 1e-9 else None
-        sub = build_subproblem(problem, staffing, search.assignment, terrs, elastic=elastic)
+        elastic = 1e3 * (_travel(problem, staffing, search.assignment, terrs) + 1.0) \
+            if before[0] > 1e-9 else None
+        # out of balance, only balance and travel count; balanced, sales count too
+        prices = sales.prices(search.assignment, terrs) if sales.margin and elastic is None \
+            else None
+        sub = build_subproblem(problem, staffing, search.assignment, terrs, elastic=elastic,
+                               prices=prices, margin=sales.margin)
         for (i, t), var in sub.x.items():
             var.setInitialValue(1 if search.assignment[i] == t else 0)
         hint_flows(sub, problem, search.assignment, {t: int(staffing.sites[t]) for t in terrs})
@@ -93,9 +161,15 @@ def lns(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
             if var.varValue is not None and var.varValue > 0.5:
                 trial[i] = t
         candidate = LocalSearch(problem, staffing, trial)
-        after = (candidate.violation(), _travel(problem, staffing, trial, terrs))
+        more_travel = _travel(problem, staffing, trial, terrs) \
+            - _travel(problem, staffing, search.assignment, terrs)
+        after = (candidate.violation(), _travel(problem, staffing, trial, terrs)
+                 - sales.margin * sales.sales(trial, terrs))
+        affordable = more_travel <= max(room, 0.0)
         if _connected(candidate, terrs) and (after[0] < before[0] - 1e-9 or (
-                after[0] <= before[0] + 1e-12 and after[1] < before[1] - 1e-6)):
+                after[0] <= before[0] + 1e-12 and after[1] < before[1] - 1e-6
+                and affordable)):
+            room -= more_travel
             search = candidate
             stats["improved"] += 1
             quiet = 0

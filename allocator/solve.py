@@ -35,7 +35,7 @@ from allocator.alignment import (AlignmentProblem, LocalSearch, align, balance_v
                                  choose_reps, ensure_site_capacity, place_hires, staffing_from,
                                  staffing_from_lp)
 from allocator.formulation import build_headcount_mip, hint_flows
-from allocator.improve import lns, merge_repair, move_hire_repair
+from allocator.improve import TerritorySales, lns, merge_repair, move_hire_repair
 from allocator.solvers import solve_mip
 from allocator.bounds import HeadcountLp, headcount_lp_bound
 from allocator.checker import assert_plan
@@ -160,6 +160,15 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
                  f"bound {min(info['lp_bound'], b.value_bound):,.0f}")
             if best is None or plan.objective() > best.objective():
                 best = plan
+    if best is not None and not large and clock.now() < planning_deadline - 2.0:
+        # every head count is planned or pruned: the time left refines the best plan
+        assignment, _ = lns(problem, best.staffing, best.assignment, spec, planning_deadline,
+                            rng)
+        polished = make_plan(scenario, problem, best.staffing, assignment)
+        if polished.objective() > best.objective():
+            note(f"N={best.kpis['headcount']}: the time left raised the objective to "
+                 f"{polished.objective():,.0f}")
+            best = polished
     ranges: dict[int, tuple[float, str]] = {}
     if best is not None:
         ranges = bound_ranges(scenario, problem, curve, bounds, evaluated, best.objective(),
@@ -258,6 +267,11 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
             info.update(stats)
         search = LocalSearch(problem, staffing, assignment, s.alignment.contiguity)
         search.run()
+        if violation <= 1e-9 and s.strategy.objective == "max_contribution":
+            # its moves weigh travel only, and may undo sales the re-solves gained
+            sales = TerritorySales(problem, staffing)
+            if sales.value(search.assignment) < sales.value(assignment):
+                search = LocalSearch(problem, staffing, assignment, s.alignment.contiguity)
         note(f"N={n}: staffing {'LP-rounded' if attempt == 0 and lp.keep is not None else 'k-means'}"
              f", {len(staffing.sites)} territories, balance violation {search.violation():.3g}")
         if search.violation() <= 1e-9:

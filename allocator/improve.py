@@ -114,6 +114,8 @@ def lns(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
     if sales.margin:
         room = problem.scenario.settings.strategy.budget \
             - make_plan(problem.scenario, problem, staffing, assignment).costs["total"]
+        if room <= 0:  # over the budget: only travel counts
+            sales.margin = 0.0
     T = len(staffing.sites)
     stats = {"resolves": 0, "improved": 0}
     quiet = 0

@@ -203,15 +203,25 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
     s = scenario.settings
     spec = s.solver
     n = bound.headcount
-    lp = headcount_lp_bound(scenario, problem, n, curve, model=lp_model,
+    # the staffing is rounded from the LP on the fixed grid of prices ...
+    lp = headcount_lp_bound(scenario, problem, n, curve, model=lp_model, price_rows=False,
                             time_limit=min(30.0, max(1.0, lp_share * (until - clock.now()))))
     info: dict = {"lp_bound": lp.value, "lp_exact": lp.exact}
     if not lp.feasible:  # its lp_bound is -inf
         note(f"N={n}: the LP relaxation is infeasible")
         return None, info
-    if lp.value <= incumbent + spec.gap * abs(incumbent):
+    small = problem.n * min(s.alignment.candidates, len(scenario.sites)) <= spec.exact_max_pairs
+    if small and lp.exact and lp_model is not None:
+        # ... and on a small map the bound goes on with price rows of single sites (rows that
+        # stay in the shared model, so they are left out on large maps, where the LP of the
+        # next head count would pay for them before its staffing is known)
+        tight = headcount_lp_bound(scenario, problem, n, curve, model=lp_model,
+                                   time_limit=min(10.0, max(0.5, 0.5 * lp_share
+                                                            * (until - clock.now()))))
+        info["lp_bound"] = min(lp.value, tight.value)
+    if info["lp_bound"] <= incumbent + spec.gap * abs(incumbent):
         info["pruned"] = True
-        note(f"N={n}: pruned, its LP bound {lp.value:,.0f} cannot beat {incumbent:,.0f}")
+        note(f"N={n}: pruned, its LP bound {info['lp_bound']:,.0f} cannot beat {incumbent:,.0f}")
         return None, info
     if lp.keep is None and math.isfinite(incumbent):
         # without the LP's staffing a plan here rarely balances: the time is better spent
@@ -277,7 +287,6 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
         if search.violation() <= 1e-9:
             plan = make_plan(scenario, problem, staffing, search.assignment)
             break
-    small = problem.n * min(s.alignment.candidates, len(scenario.sites)) <= spec.exact_max_pairs
     if small and clock.now() < until - 1.0:
         # the whole model is pruned to each unit's nearest sites, so its bound is not a bound
         # of the head count; only its plan is used

@@ -3,8 +3,9 @@
 Large-neighbourhood search: pick a territory (the most out of balance first, then in turn), add
 its adjacent territories until the neighbourhood holds enough units, and re-solve the alignment
 of that neighbourhood exactly with balance and contiguity (:func:`build_subproblem`), the rest
-fixed. A re-solve is kept when it lowers (balance violation, travel); the current plan is the
-start, so a re-solve never makes things worse.
+fixed. A re-solve is kept when it lowers (balance violation, travel less the margin on the
+territories' sales; see :class:`TerritorySales`); the current plan is the start, so a re-solve
+never makes things worse.
 """
 
 from __future__ import annotations

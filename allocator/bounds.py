@@ -47,8 +47,7 @@ from scipy import sparse
 
 from allocator import clock
 from allocator.alignment import AlignmentProblem
-from allocator.response import (LN2, conjugate, effort_at_price, price_grid, tightest_prices,
-                                unit_sales)
+from allocator.response import conjugate, price_grid, tightest_prices
 from allocator.scenario import Scenario
 from allocator.sizing import ResponseCurve, economics
 
@@ -137,10 +136,9 @@ class HeadcountLp:
                                                                            1e-300)))
         prices = self.prices = price_grid(centre, points=17, spread=min(spread, 1e3))
         L = self.L = len(prices)
-        units = scenario.units
-        self.phi = np.column_stack([conjugate(units["potential"].to_numpy(float),
-                                              units["workload"].to_numpy(float), lam, s.response)
-                                    for lam in prices])
+        self.potential = scenario.units["potential"].to_numpy(float)
+        self.workload = scenario.units["workload"].to_numpy(float)
+        self.phi = self.conjugates(prices)
 
         # fixed columns
         self.kcol = np.arange(R)
@@ -236,7 +234,6 @@ class HeadcountLp:
 
         # price rows added where the grid was loose: site, price, row, phi of every unit
         self.cut_site = np.zeros(0, dtype=np.int64)
-        self.cut_price = np.zeros(0)
         self.cut_row = np.zeros(0, dtype=np.int64)
         self.cut_phi = np.zeros((n, 0))
         # pairs in the model (column x0 + k) and the pairs with a strong-link row
@@ -317,57 +314,51 @@ class HeadcountLp:
         self.link_of = np.concatenate([self.link_of, np.full(P, -1)])
         return P
 
+    def conjugates(self, prices: np.ndarray) -> np.ndarray:
+        """``phi_i(lambda)`` of every unit (rows) at each of ``prices`` (columns)."""
+        response = self.scenario.settings.response
+        return np.column_stack([conjugate(self.potential, self.workload, lam, response)
+                                for lam in prices])
+
+    def _add_rows(self, columns: list[np.ndarray], values: list[np.ndarray]) -> np.ndarray:
+        """Add rows ``columns[k] . values[k] <= 0``; return their indices."""
+        K = len(columns)
+        sizes = np.array([len(c) for c in columns])
+        first = self.h.getNumRow()
+        self.h.addRows(K, np.full(K, -INF), np.zeros(K), int(sizes.sum()),
+                       (np.cumsum(sizes) - sizes).astype(np.int32),
+                       np.concatenate(columns).astype(np.int32), np.concatenate(values))
+        self.nnz += int(sizes.sum())
+        return first + np.arange(K)
+
     def add_links(self, which: np.ndarray) -> None:
         """State the strong link ``x_is <= n_s`` of the pairs at positions ``which``."""
         if len(which) == 0:
             return
-        starts, index, value = [], [], []
-        count = 0
-        for k in which:
-            s = int(self.pairs[k, 1])
-            cols = np.concatenate([[self.x0 + k], self.kcol[self.site_reps[s]], [self.hcol[s]]])
-            starts.append(count)
-            index.append(cols)
-            value.append(np.concatenate([[1.0], -np.ones(len(cols) - 1)]))
-            count += len(cols)
-        first = self.h.getNumRow()
-        K = len(which)
-        self.h.addRows(K, np.full(K, -INF), np.zeros(K), count, np.asarray(starts, np.int32),
-                       np.concatenate(index).astype(np.int32), np.concatenate(value))
-        self.nnz += count
+        columns = [np.concatenate([[self.x0 + k], self.kcol[self.site_reps[s]], [self.hcol[s]]])
+                   for k, s in zip(which, self.pairs[which, 1], strict=True)]
+        values = [np.concatenate([[1.0], -np.ones(len(c) - 1)]) for c in columns]
+        self.link_of[which] = self._add_rows(columns, values)
         self.linked[which] = True
-        self.link_of[which] = first + np.arange(K)
 
     def add_price_rows(self, sites: np.ndarray, prices: np.ndarray) -> None:
         """State ``sigma_s <= lambda h_s + sum_i phi_i(lambda) x_is`` at each site's own price:
         the conjugate bound of the territory where the fixed grid of prices is loose."""
         if len(sites) == 0:
             return
-        units, response = self.scenario.units, self.scenario.settings.response
-        phi = np.column_stack([conjugate(units["potential"].to_numpy(float),
-                                         units["workload"].to_numpy(float), lam, response)
-                               for lam in prices])
-        starts, index, value = [], [], []
-        count = 0
+        phi = self.conjugates(prices)
+        columns, values = [], []
         for k, (s, lam) in enumerate(zip(sites, prices, strict=True)):
             at = np.flatnonzero(self.pairs[:, 1] == s)
             reps = self.site_reps[s]
-            cols = np.concatenate([[self.tcol[s]], self.kcol[reps], [self.hcol[s]],
-                                   self.x0 + at])
-            vals = np.concatenate([[1.0], -lam * self.econ.rep_hours[reps],
-                                   [-lam * self.econ.hire_hours], -phi[self.pairs[at, 0], k]])
-            starts.append(count)
-            index.append(cols)
-            value.append(vals)
-            count += len(cols)
-        first = self.h.getNumRow()
-        K = len(sites)
-        self.h.addRows(K, np.full(K, -INF), np.zeros(K), count, np.asarray(starts, np.int32),
-                       np.concatenate(index).astype(np.int32), np.concatenate(value))
-        self.nnz += count
+            columns.append(np.concatenate([[self.tcol[s]], self.kcol[reps], [self.hcol[s]],
+                                           self.x0 + at]))
+            values.append(np.concatenate([[1.0], -lam * self.econ.rep_hours[reps],
+                                          [-lam * self.econ.hire_hours],
+                                          -phi[self.pairs[at, 0], k]]))
+        rows = self._add_rows(columns, values)
         self.cut_site = np.concatenate([self.cut_site, sites])
-        self.cut_price = np.concatenate([self.cut_price, prices])
-        self.cut_row = np.concatenate([self.cut_row, first + np.arange(K)])
+        self.cut_row = np.concatenate([self.cut_row, rows])
         self.cut_phi = np.hstack([self.cut_phi, phi])
 
     def loose_prices(self, x: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
@@ -379,18 +370,10 @@ class HeadcountLp:
         hours = np.zeros(self.S)
         np.add.at(hours, self.rep_site, x[self.kcol] * self.econ.rep_hours)
         hours += x[self.hcol] * self.econ.hire_hours
-        units, response = self.scenario.units, self.scenario.settings.response
-        potential = units["potential"].to_numpy(float)
-        workload = units["workload"].to_numpy(float)
-        lam = tightest_prices(potential, workload, hours, pu, ps, w, response)
+        response = self.scenario.settings.response
+        lam = tightest_prices(self.potential, self.workload, hours, pu, ps, w, response)
         # the bound at each site's own price: lambda h + sum_i x_is phi_i(lambda)
-        active = workload > 0
-        slope = np.zeros_like(potential)
-        slope[active] = potential[active] * (response.ceiling - response.floor) * LN2 / (
-            response.half * workload[active])
-        effort = effort_at_price(slope[pu], workload[pu], response.max_coverage * workload[pu],
-                                 lam[ps], response)
-        phi = unit_sales(potential[pu], workload[pu], effort, response) - lam[ps] * effort
+        phi = conjugate(self.potential[pu], self.workload[pu], lam[ps], response)
         bound = lam * hours + np.bincount(ps, weights=w * phi, minlength=self.S)
         excess = x[self.tcol] - bound
         loose = np.flatnonzero((excess > tolerance) & (x[self.tcol] > 0))
@@ -544,10 +527,7 @@ class HeadcountLp:
               + self.phi @ y[self.r_terr:self.r_terr + S * L].reshape(S, L).T)
         linked = np.flatnonzero(self.linked)
         rc[self.pairs[linked, 0], self.pairs[linked, 1]] -= y[self.link_of[linked]]
-        if len(self.cut_site):
-            onehot = np.zeros((len(self.cut_site), S))
-            onehot[np.arange(len(self.cut_site)), self.cut_site] = 1.0
-            rc += (self.cut_phi * y[self.cut_row]) @ onehot
+        np.add.at(rc, (slice(None), self.cut_site), self.cut_phi * y[self.cut_row])
         return rc
 
 

@@ -54,7 +54,7 @@ from allocator.exceptions import InfeasibleError, InputError, SpecificationError
 from allocator.formulation import hint_flows
 from allocator.improve import territory_graph
 from allocator.plan import MONTHS, Plan, make_plan, split_cents
-from allocator.response import LN2, conjugate, spread_effort, unit_sales
+from allocator.response import conjugate, marginal_at_zero, spread_effort, unit_sales
 from allocator.scenario import Scenario
 from allocator.settings import SolverSpec
 from allocator.sizing import economics
@@ -724,9 +724,7 @@ class Reoptimizer:
         T = len(self.staffing.sites)
         effort = spread_effort(self.potential, self.workload, self.hours, assignment, spec)
         active = self.workload > 0
-        slope = np.zeros_like(self.potential)
-        slope[active] = self.potential[active] * (spec.ceiling - spec.floor) * LN2 / (
-            spec.half * self.workload[active])
+        slope = marginal_at_zero(self.potential, self.workload, spec)
         cap = spec.max_coverage * self.workload
         interior = active & (effort > 1e-9) & (effort < cap - 1e-9)
         lam = np.where(interior, slope * np.exp2(-effort / (spec.half * np.where(

@@ -27,6 +27,17 @@ from allocator.settings import ResponseSpec
 LN2 = float(np.log(2.0))
 
 
+def marginal_at_zero(potential: np.ndarray, workload: np.ndarray,
+                     spec: ResponseSpec) -> np.ndarray:
+    """Each unit's return on its first hour, ``a_i = p_i (c - f) ln 2 / (h w_i)`` (zero for a
+    unit without workload)."""
+    active = workload > 0
+    slope = np.zeros_like(potential, dtype=float)
+    slope[active] = potential[active] * (spec.ceiling - spec.floor) * LN2 / (
+        spec.half * workload[active])
+    return slope
+
+
 def unit_sales(potential: np.ndarray, workload: np.ndarray, effort: np.ndarray,
                spec: ResponseSpec) -> np.ndarray:
     """Expected sales of each unit at the given effort (hours)."""
@@ -46,9 +57,7 @@ def spread_effort(potential: np.ndarray, workload: np.ndarray, hours: np.ndarray
     """
     groups = len(hours)
     active = workload > 0
-    slope = np.zeros_like(potential, dtype=float)
-    slope[active] = potential[active] * (spec.ceiling - spec.floor) * LN2 / (
-        spec.half * workload[active])
+    slope = marginal_at_zero(potential, workload, spec)
     cap = spec.max_coverage * workload
     full = np.bincount(group, weights=cap, minlength=groups)
     saturated = hours >= full
@@ -93,18 +102,15 @@ def pooled_sales(potential: np.ndarray, workload: np.ndarray, hours: float,
     return float(unit_sales(potential, workload, effort, spec).sum())
 
 
-def conjugate(potential: np.ndarray, workload: np.ndarray, lam: float,
+def conjugate(potential: np.ndarray, workload: np.ndarray, lam: float | np.ndarray,
               spec: ResponseSpec) -> np.ndarray:
     """``phi_i(lambda) = max_e s_i(e) - lambda e`` for every unit (the sales less the hours priced
-    at ``lambda``, at the best effort).
+    at ``lambda``, at the best effort); ``lam`` is one price or one per unit.
 
     For any territory ``t`` with ``h_t`` hours, weak duality gives the bound that is linear in the
     assignment: ``S_t(h_t) <= lambda h_t + sum_{i in t} phi_i(lambda)`` for every ``lambda > 0``.
     """
-    active = workload > 0
-    slope = np.zeros_like(potential, dtype=float)
-    slope[active] = potential[active] * (spec.ceiling - spec.floor) * LN2 / (
-        spec.half * workload[active])
+    slope = marginal_at_zero(potential, workload, spec)
     effort = effort_at_price(slope, workload, spec.max_coverage * workload, lam, spec)
     return unit_sales(potential, workload, effort, spec) - lam * effort
 
@@ -126,10 +132,7 @@ def tightest_prices(potential: np.ndarray, workload: np.ndarray, hours: np.ndarr
     hours saturate every unit gets the smallest price searched (its bound is flat below it).
     """
     groups = len(hours)
-    active = workload > 0
-    slope = np.zeros_like(potential, dtype=float)
-    slope[active] = potential[active] * (spec.ceiling - spec.floor) * LN2 / (
-        spec.half * workload[active])
+    slope = marginal_at_zero(potential, workload, spec)
     cap = spec.max_coverage * workload
     top = np.full(groups, 1e-300)
     np.maximum.at(top, group, slope[unit])

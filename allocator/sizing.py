@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from allocator.response import LN2
+from allocator.response import marginal_at_zero
 from allocator.scenario import Scenario
 
 
@@ -51,9 +51,7 @@ def response_curve(scenario: Scenario, points: int = 600) -> ResponseCurve:
     spec = scenario.settings.response
     potential = units["potential"].to_numpy(float)
     workload = units["workload"].to_numpy(float)
-    active = workload > 0
-    a = np.zeros_like(potential)
-    a[active] = potential[active] * (spec.ceiling - spec.floor) * LN2 / (spec.half * workload[active])
+    a = marginal_at_zero(potential, workload, spec)
     top = a.max() if a.max() > 0 else 1.0
     lam = np.exp(np.linspace(np.log(top), np.log(top) - 40.0, points))
     cap = spec.max_coverage * workload

@@ -17,7 +17,7 @@ import numpy as np
 from allocator import clock
 from allocator.alignment import AlignmentProblem, LocalSearch, Staffing, site_needs
 from allocator.formulation import build_subproblem, hint_flows
-from allocator.plan import make_plan
+from allocator.plan import plan_costs
 from allocator.response import spread_effort, tightest_prices, unit_sales
 from allocator.settings import SolverSpec
 from allocator.sizing import economics
@@ -112,11 +112,12 @@ def lns(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
     sales = TerritorySales(problem, staffing)
     # more sales may cost more travel: never more than the budget has room for
     room = math.inf
-    if sales.margin:
+    margin = sales.margin
+    if margin:
         room = problem.scenario.settings.strategy.budget \
-            - make_plan(problem.scenario, problem, staffing, assignment).costs["total"]
+            - plan_costs(problem.scenario, problem, staffing, assignment)["total"]
         if room <= 0:  # over the budget: only travel counts
-            sales.margin = 0.0
+            margin = 0.0
     T = len(staffing.sites)
     stats = {"resolves": 0, "improved": 0}
     quiet = 0
@@ -139,16 +140,15 @@ def lns(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
         if len(terrs) < 2:
             quiet += 1
             continue
-        before = (search.violation(), _travel(problem, staffing, search.assignment, terrs)
-                  - sales.margin * sales.sales(search.assignment, terrs))
+        travel = _travel(problem, staffing, search.assignment, terrs)
+        before = (search.violation(),
+                  travel - margin * sales.sales(search.assignment, terrs) if margin else travel)
         # a thousandth of the mean out of balance outweighs all travel of the neighbourhood
-        elastic = 1e3 * (_travel(problem, staffing, search.assignment, terrs) + 1.0) \
-            if before[0] > 1e-9 else None
+        elastic = 1e3 * (travel + 1.0) if before[0] > 1e-9 else None
         # out of balance, only balance and travel count; balanced, sales count too
-        prices = sales.prices(search.assignment, terrs) if sales.margin and elastic is None \
-            else None
+        prices = sales.prices(search.assignment, terrs) if margin and elastic is None else None
         sub = build_subproblem(problem, staffing, search.assignment, terrs, elastic=elastic,
-                               prices=prices, margin=sales.margin)
+                               prices=prices, margin=margin)
         for (i, t), var in sub.x.items():
             var.setInitialValue(1 if search.assignment[i] == t else 0)
         hint_flows(sub, problem, search.assignment, {t: int(staffing.sites[t]) for t in terrs})
@@ -164,10 +164,10 @@ def lns(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
             if var.varValue is not None and var.varValue > 0.5:
                 trial[i] = t
         candidate = LocalSearch(problem, staffing, trial)
-        more_travel = _travel(problem, staffing, trial, terrs) \
-            - _travel(problem, staffing, search.assignment, terrs)
-        after = (candidate.violation(), _travel(problem, staffing, trial, terrs)
-                 - sales.margin * sales.sales(trial, terrs))
+        travel_after = _travel(problem, staffing, trial, terrs)
+        more_travel = travel_after - travel
+        after = (candidate.violation(),
+                 travel_after - margin * sales.sales(trial, terrs) if margin else travel_after)
         affordable = more_travel <= max(room, 0.0)
         if _connected(candidate, terrs) and (after[0] < before[0] - 1e-9 or (
                 after[0] <= before[0] + 1e-12 and after[1] < before[1] - 1e-6

@@ -72,6 +72,38 @@ def territory_ids(scenario: Scenario, staffing: Staffing, reps: pd.DataFrame) ->
     return [f"T-{lead[t]}" for t in range(len(staffing.sites))]
 
 
+def plan_costs(scenario: Scenario, problem: AlignmentProblem, staffing: Staffing,
+               assignment: np.ndarray) -> dict[str, float]:
+    """The plan year's costs of a staffing and assignment, by kind, and their total: what
+    :func:`make_plan` reports, without its tables."""
+    travel = problem.cost(np.arange(scenario.n_units), staffing.sites[assignment])
+    return _costs(scenario, rep_table(scenario, staffing), float(travel.sum()))
+
+
+def _counts(scenario: Scenario, reps: pd.DataFrame) -> tuple[int, int, int, int]:
+    """Head count, existing reps kept, hires and existing reps released."""
+    kept = int((reps["kind"] == "existing").sum())
+    return len(reps), kept, len(reps) - kept, len(scenario.reps) - kept
+
+
+def _costs(scenario: Scenario, reps: pd.DataFrame, travel: float) -> dict[str, float]:
+    s = scenario.settings
+    econ = economics(scenario)
+    headcount, kept, hires, released = _counts(scenario, reps)
+    months = 13 - s.hiring.start_month
+    costs = {
+        "existing_reps": float(reps.loc[reps["kind"] == "existing", "cost"].sum()),
+        "hire_salaries": hires * s.hiring.annual_cost * months / 12,
+        "hiring": hires * s.hiring.hire_cost,
+        "training": hires * s.hiring.training_cost,
+        "releases": released * econ.release_cost,
+        "managers": econ.managers(headcount) * econ.manager_cost,
+        "travel": travel,
+    }
+    costs["total"] = float(sum(costs.values()))
+    return costs
+
+
 def make_plan(scenario: Scenario, problem: AlignmentProblem, staffing: Staffing,
               assignment: np.ndarray) -> Plan:
     """Effort, sales, costs, quotas and tables of a staffing and assignment."""
@@ -85,23 +117,9 @@ def make_plan(scenario: Scenario, problem: AlignmentProblem, staffing: Staffing,
     effort = spread_effort(potential, workload, hours, assignment, s.response)
     sales = unit_sales(potential, workload, effort, s.response)
     travel = problem.cost(np.arange(scenario.n_units), staffing.sites[assignment])
-
+    costs = _costs(scenario, reps, float(travel.sum()))
     econ = economics(scenario)
-    headcount = len(reps)
-    kept = int((reps["kind"] == "existing").sum())
-    hires = headcount - kept
-    released = len(scenario.reps) - kept
-    months = 13 - s.hiring.start_month
-    costs = {
-        "existing_reps": float(reps.loc[reps["kind"] == "existing", "cost"].sum()),
-        "hire_salaries": hires * s.hiring.annual_cost * months / 12,
-        "hiring": hires * s.hiring.hire_cost,
-        "training": hires * s.hiring.training_cost,
-        "releases": released * econ.release_cost,
-        "managers": econ.managers(headcount) * econ.manager_cost,
-        "travel": float(travel.sum()),
-    }
-    costs["total"] = float(sum(costs.values()))
+    headcount, kept, hires, released = _counts(scenario, reps)
 
     tid = territory_ids(scenario, staffing, reps)
     reps["territory_id"] = [tid[t] for t in reps["territory"]]

@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from allocator import clock
 from allocator.alignment import (
@@ -260,3 +263,44 @@ def alignment_lp_bound(problem: AlignmentProblem, staffing: Staffing, start_k: i
         order = np.lexsort((terr, units))
         units, terr = units[order], terr[order]
     return bound
+
+
+def write_districting_scenario(folder: Path, units: pd.DataFrame, edges: pd.DataFrame, *,
+                               territories: int, tolerance: float,
+                               measures: tuple[str, ...] = ("workload",),
+                               compactness: str = "travel", potential: str = "workload",
+                               name: str = "districts", islands: str = "error",
+                               settings: dict[str, Any] | None = None) -> Path:
+    """Write a territory-design scenario (tables and YAML) into ``folder``; return its YAML.
+
+    ``units`` has ``unit_id, x, y`` (planar) and the columns named by ``measures`` and
+    ``potential`` (which also stands for last year's sales); ``edges`` has ``a, b`` and
+    optionally ``length``. Every unit is a possible centre; ``territories`` of them are drawn,
+    each of ``measures`` within ``tolerance`` of its mean, contiguous, minimising
+    ``compactness`` (``travel`` or ``diameter``). ``settings`` is merged into the YAML section
+    by section (for example ``{"solver": {"time_limit": 5}}``).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    units.to_csv(folder / "units.csv", index=False)
+    edges.to_csv(folder / "edges.csv", index=False)
+    pd.DataFrame({"unit_id": units["unit_id"], "max_hires": 1}).to_csv(folder / "sites.csv",
+                                                                       index=False)
+    merged: dict[str, Any] = {
+        "name": name,
+        "units": {"table": "units.csv", "x": "x", "y": "y", "lon": None, "lat": None,
+                  "coordinates": "planar", "potential": potential,
+                  "last_year_sales": potential},
+        "adjacency": {"source": "edges", "edges": "edges.csv", "islands": islands,
+                      **({"length": "length"} if "length" in edges else {})},
+        "hiring": {"sites": {"table": "sites.csv"}},
+        "strategy": {"objective": "balance",
+                     "headcount": {"min": territories, "max": territories}},
+        "alignment": {"balance": [{"measure": m, "tolerance": tolerance} for m in measures],
+                      "contiguity": True, "compactness": compactness,
+                      "max_reps_per_territory": 1},
+    }
+    for key, value in (settings or {}).items():
+        merged[key] = {**merged.get(key, {}), **value}
+    path = folder / "scenario.yaml"
+    path.write_text(yaml.safe_dump(merged, sort_keys=False))
+    return path

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 
 def lattice(side: int, seed: int = 0, jitter: float = 0.0, sigma: float = 0.5,
@@ -35,33 +34,14 @@ def write_districting(folder: Path, units: pd.DataFrame, edges: pd.DataFrame, te
                       seed: int = 0, measures: tuple[str, ...] = ("workload",),
                       compactness: str = "travel", potential: str = "workload",
                       name: str | None = None) -> Path:
-    """A scenario asking for ``territories`` balanced, contiguous, compact territories (every
-    unit a possible centre): each of ``measures`` within ``tolerance`` of its mean, minimising
-    ``compactness`` (``travel``: workload x distance to the centre; ``diameter``, by the edges'
-    ``length`` column when they have one). ``potential`` also stands for last year's sales."""
-    folder.mkdir(parents=True, exist_ok=True)
-    units.to_csv(folder / "units.csv", index=False)
-    edges.to_csv(folder / "edges.csv", index=False)
-    pd.DataFrame({"unit_id": units["unit_id"], "max_hires": 1}).to_csv(folder / "sites.csv",
-                                                                       index=False)
-    settings = {
-        "name": name or f"lattice{len(units)}",
-        "units": {"table": "units.csv", "x": "x", "y": "y", "lon": None, "lat": None,
-                  "coordinates": "planar", "potential": potential,
-                  "last_year_sales": potential},
-        "adjacency": {"source": "edges", "edges": "edges.csv", "islands": "error",
-                      **({"length": "length"} if "length" in edges else {})},
-        "hiring": {"sites": {"table": "sites.csv"}},
-        "strategy": {"objective": "balance",
-                     "headcount": {"min": territories, "max": territories}},
-        "alignment": {"balance": [{"measure": m, "tolerance": tolerance} for m in measures],
-                      "contiguity": True, "compactness": compactness,
-                      "max_reps_per_territory": 1},
-        "solver": {"time_limit": time_limit, "seed": seed, "name": solver},
-    }
-    path = folder / "scenario.yaml"
-    path.write_text(yaml.safe_dump(settings, sort_keys=False))
-    return path
+    """The territory-design scenario of ``units`` and ``edges`` with the benchmark's solver
+    settings (see :func:`allocator.districting.write_districting_scenario`)."""
+    from allocator.districting import write_districting_scenario
+
+    return write_districting_scenario(
+        folder, units, edges, territories=territories, tolerance=tolerance, measures=measures,
+        compactness=compactness, potential=potential, name=name or f"lattice{len(units)}",
+        settings={"solver": {"time_limit": time_limit, "seed": seed, "name": solver}})
 
 
 def solve_districting(units: pd.DataFrame, edges: pd.DataFrame, territories: int,

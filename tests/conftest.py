@@ -129,37 +129,17 @@ def write_scenario(folder: Path, *, rows: int = 2, cols: int = 3,
 def write_districting(folder: Path, units, edges, *, territories: int, tolerance: float,
                       compactness: str, name: str = "districts", islands: str = "error",
                       settings: dict[str, Any] | None = None) -> Path:
-    """Write a territory-design scenario (``strategy.objective: balance``) over planar ``units``
-    (``unit_id, x, y, workload, customers``) and ``edges`` (``a, b`` and optionally ``length``):
-    every unit a possible centre, both measures within ``tolerance``, ``territories`` of them.
-    ``settings`` is merged into the YAML section by section."""
-    import pandas as pd
+    """A territory-design scenario over planar ``units`` (``unit_id, x, y, workload,
+    customers``): both measures within ``tolerance``, 5 s and seed 0 unless ``settings`` says
+    otherwise (see :func:`allocator.districting.write_districting_scenario`)."""
+    from allocator.districting import write_districting_scenario
 
-    folder.mkdir(parents=True, exist_ok=True)
-    units.to_csv(folder / "units.csv", index=False)
-    edges.to_csv(folder / "edges.csv", index=False)
-    pd.DataFrame({"unit_id": units["unit_id"], "max_hires": 1}).to_csv(folder / "sites.csv",
-                                                                       index=False)
-    merged = {
-        "name": name,
-        "units": {"table": "units.csv", "x": "x", "y": "y", "lon": None, "lat": None,
-                  "coordinates": "planar", "potential": "workload",
-                  "last_year_sales": "workload"},
-        "adjacency": {"source": "edges", "edges": "edges.csv", "islands": islands,
-                      **({"length": "length"} if "length" in edges else {})},
-        "hiring": {"sites": {"table": "sites.csv"}},
-        "strategy": {"objective": "balance",
-                     "headcount": {"min": territories, "max": territories}},
-        "alignment": {"balance": [{"measure": "workload", "tolerance": tolerance},
-                                  {"measure": "customers", "tolerance": tolerance}],
-                      "compactness": compactness, "max_reps_per_territory": 1},
-        "solver": {"time_limit": 5, "seed": 0},
-    }
-    for key, value in (settings or {}).items():
-        merged[key] = {**merged.get(key, {}), **value}
-    path = folder / "scenario.yaml"
-    path.write_text(yaml.safe_dump(merged, sort_keys=False))
-    return path
+    settings = dict(settings or {})
+    settings["solver"] = {"time_limit": 5, "seed": 0, **settings.get("solver", {})}
+    return write_districting_scenario(folder, units, edges, territories=territories,
+                                      tolerance=tolerance, measures=("workload", "customers"),
+                                      compactness=compactness, name=name, islands=islands,
+                                      settings=settings)
 
 
 @pytest.fixture

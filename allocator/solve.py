@@ -120,8 +120,7 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
     cheapest = min([econ.hire_cost, *econ.rep_cost])
     # the end of the limit bounds the head counts not planned (never more than 20 s of work)
     planning_deadline = deadline - min(RANGE_SHARE * spec.time_limit, 20.0)
-    large = problem.n * min(scenario.settings.alignment.candidates,
-                            len(scenario.sites)) > spec.exact_max_pairs
+    large = not whole_model_fits(problem)
     rank = -1
     while order:
         rank += 1
@@ -191,6 +190,14 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
                        spec.seed, best, sizing, binding_constraint(scenario, best, bounds, evaluated), log)
 
 
+def whole_model_fits(problem: AlignmentProblem) -> bool:
+    """Whether the map is small enough for the whole model on the chosen solver (pairs of each
+    unit's candidate sites at most ``solver.exact_max_pairs``)."""
+    s = problem.scenario.settings
+    return problem.n * min(s.alignment.candidates,
+                           len(problem.scenario.sites)) <= s.solver.exact_max_pairs
+
+
 def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: ResponseCurve,
                        bound, rng: np.random.Generator, until: float,
                        note: Progress, incumbent: float = -math.inf,
@@ -210,7 +217,7 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
     if not lp.feasible:  # its lp_bound is -inf
         note(f"N={n}: the LP relaxation is infeasible")
         return None, info
-    small = problem.n * min(s.alignment.candidates, len(scenario.sites)) <= spec.exact_max_pairs
+    small = whole_model_fits(problem)
     if small and lp.exact and lp_model is not None:
         # ... and on a small map the bound goes on with price rows of single sites (rows that
         # stay in the shared model, so they are left out on large maps, where the LP of the
@@ -277,11 +284,11 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
             info.update(stats)
         search = LocalSearch(problem, staffing, assignment, s.alignment.contiguity)
         search.run()
-        if violation <= 1e-9 and s.strategy.objective == "max_contribution":
-            # its moves weigh travel only, and may undo sales the re-solves gained
-            sales = TerritorySales(problem, staffing)
-            if sales.value(search.assignment) < sales.value(assignment):
-                search = LocalSearch(problem, staffing, assignment, s.alignment.contiguity)
+        # its moves weigh travel only, and may undo sales the re-solves gained
+        sales = TerritorySales(problem, staffing)
+        if violation <= 1e-9 and sales.margin and \
+                sales.value(search.assignment) < sales.value(assignment):
+            search = LocalSearch(problem, staffing, assignment, s.alignment.contiguity)
         note(f"N={n}: staffing {'LP-rounded' if attempt == 0 and lp.keep is not None else 'k-means'}"
              f", {len(staffing.sites)} territories, balance violation {search.violation():.3g}")
         if search.violation() <= 1e-9:

@@ -37,15 +37,22 @@ class MipOutcome:
 
 
 def solve_mip(model: pulp.LpProblem, solver: str, *, time_limit: float, gap: float, seed: int,
-              threads: int, warm_start: bool = True) -> MipOutcome:
-    """Solve ``model`` in place (variable values are set) and report status and bound."""
+              threads: int, warm_start: bool = True,
+              node_limit: int | None = None) -> MipOutcome:
+    """Solve ``model`` in place (variable values are set) and report status and bound.
+
+    ``node_limit`` stops HiGHS and CBC after that many branch-and-bound nodes. They offer no
+    deterministic measure of work, so a search that needs the same answer on a busy and an idle
+    machine gives them a node limit and a generous ``time_limit`` as the safety stop. CP-SAT
+    needs none: its limit is already in deterministic time.
+    """
     started = time.perf_counter()
     if solver == "cpsat":
         outcome = _solve_cpsat(model, time_limit, gap, seed, threads, warm_start)
     elif solver == "highs":
-        outcome = _solve_highs(model, time_limit, gap, seed, threads, warm_start)
+        outcome = _solve_highs(model, time_limit, gap, seed, threads, warm_start, node_limit)
     elif solver == "cbc":
-        outcome = _solve_cbc(model, time_limit, gap, seed, threads, warm_start)
+        outcome = _solve_cbc(model, time_limit, gap, seed, threads, warm_start, node_limit)
     else:
         raise SolverError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
     elapsed = time.perf_counter() - started
@@ -130,13 +137,16 @@ def _solve_cpsat(model, time_limit, gap, seed, threads, warm_start):
 class _HighsWithStart(pulp.HiGHS):
     """PuLP's HiGHS interface, handing the variables' current values over as a start."""
 
-    def __init__(self, start: bool, seed: int, **kwargs):
+    def __init__(self, start: bool, seed: int, node_limit: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.start = start
         self.seed = seed
+        self.node_limit = node_limit
 
     def callSolver(self, lp):
         lp.solverModel.setOptionValue("random_seed", self.seed)
+        if self.node_limit is not None:
+            lp.solverModel.setOptionValue("mip_max_nodes", int(self.node_limit))
         if self.start:
             values = [0.0 if v.varValue is None else float(v.varValue) for v in lp.variables()]
             solution = highspy.HighsSolution()
@@ -146,9 +156,9 @@ class _HighsWithStart(pulp.HiGHS):
         lp.solverModel.run()
 
 
-def _solve_highs(model, time_limit, gap, seed, threads, warm_start):
-    engine = _HighsWithStart(warm_start, seed, msg=False, timeLimit=time_limit, gapRel=gap,
-                             threads=threads)
+def _solve_highs(model, time_limit, gap, seed, threads, warm_start, node_limit=None):
+    engine = _HighsWithStart(warm_start, seed, node_limit, msg=False, timeLimit=time_limit,
+                             gapRel=gap, threads=threads)
     model.solve(engine)
     highs = model.solverModel
     status = highs.getModelStatus()
@@ -187,11 +197,14 @@ class _DeadlinePopen(subprocess.Popen):
                 return super().wait()
 
 
-def _solve_cbc(model, time_limit, gap, seed, threads, warm_start):
+def _solve_cbc(model, time_limit, gap, seed, threads, warm_start, node_limit=None):
     from pulp.apis import coin_api
 
+    options = [f"randomSeed {seed + 1}"]
+    if node_limit is not None:
+        options.append(f"maxNodes {int(node_limit)}")
     engine = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=gap, threads=threads,
-                               warmStart=warm_start, options=[f"randomSeed {seed + 1}"])
+                               warmStart=warm_start, options=options)
     _DeadlinePopen.limit = time_limit
     original = coin_api.subprocess.Popen
     coin_api.subprocess.Popen = _DeadlinePopen

@@ -35,7 +35,7 @@ from allocator.alignment import (AlignmentProblem, LocalSearch, align, balance_v
                                  choose_reps, ensure_site_capacity, place_hires, staffing_from,
                                  staffing_from_lp)
 from allocator.formulation import build_headcount_mip, hint_flows
-from allocator.improve import TerritorySales, lns, merge_repair, move_hire_repair
+from allocator.improve import TerritorySales, lns, merge_repair, move_hire_repair, sales_moves
 from allocator.solvers import solve_mip
 from allocator.bounds import HeadcountLp, headcount_lp_bound
 from allocator.checker import assert_plan
@@ -163,6 +163,8 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
         # every head count is planned or pruned: the time left refines the best plan
         assignment, _ = lns(problem, best.staffing, best.assignment, spec, planning_deadline,
                             rng)
+        assignment, _ = sales_moves(problem, best.staffing, assignment, planning_deadline,
+                                    scenario.settings.alignment.contiguity)
         polished = make_plan(scenario, problem, best.staffing, assignment)
         if polished.objective() > best.objective():
             note(f"N={best.kpis['headcount']}: the time left raised the objective to "
@@ -289,6 +291,12 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
         if violation <= 1e-9 and sales.margin and \
                 sales.value(search.assignment) < sales.value(assignment):
             search = LocalSearch(problem, staffing, assignment, s.alignment.contiguity)
+        if search.violation() <= 1e-9:
+            # single moves judged on the true sales: what the linearised re-solves leave
+            moved, stats = sales_moves(problem, staffing, search.assignment, until,
+                                       s.alignment.contiguity)
+            info.update(stats)
+            search = LocalSearch(problem, staffing, moved, s.alignment.contiguity)
         note(f"N={n}: staffing {'LP-rounded' if attempt == 0 and lp.keep is not None else 'k-means'}"
              f", {len(staffing.sites)} territories, balance violation {search.violation():.3g}")
         if search.violation() <= 1e-9:

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from allocator import clock
-from allocator.alignment import AlignmentProblem
+from allocator.alignment import AlignmentProblem, LocalSearch, align
 from allocator.formulation import build_subproblem
-from allocator.improve import TerritorySales, lns
+from allocator.improve import TerritorySales, lns, sales_moves
+from allocator.checker import assert_plan
 from allocator.plan import make_plan
 
 
@@ -61,3 +62,25 @@ def test_prices_enter_the_objective_of_a_resolve(texas, texas_result):
     # a reward is never negative (each unit's least value is taken off), and some pairs earn one
     assert min(reward.values()) >= -1e-6
     assert max(reward.values()) > 1.0
+
+
+def test_sales_moves_gain_exactly_what_they_claim_and_keep_the_plan_valid(texas, texas_result):
+    """From a balanced alignment that minimised travel only, single moves judged on the true
+    sales raise the margin on sales less travel by exactly the gain they report, and the plan
+    stays balanced, connected and within the budget."""
+    plan = texas_result.plan
+    problem = AlignmentProblem.from_scenario(texas)
+    start, _ = align(problem, plan.staffing, texas.settings.alignment.candidates, True)
+    travel_only = LocalSearch(problem, plan.staffing, start)
+    travel_only.run()
+    assert travel_only.violation() <= 1e-9
+    sales = TerritorySales(problem, plan.staffing)
+    with clock.running(clock.SearchClock(True, math.inf)):
+        moved, stats = sales_moves(problem, plan.staffing, travel_only.assignment, math.inf)
+    assert stats["sales_moves"] > 0 and stats["sales_gain"] > 0
+    gained = sales.value(moved) - sales.value(travel_only.assignment)
+    assert gained == pytest.approx(stats["sales_gain"], rel=1e-6)
+    after = make_plan(texas, problem, plan.staffing, moved)
+    assert LocalSearch(problem, plan.staffing, moved).violation() <= 1e-9
+    assert after.costs["total"] <= texas.settings.strategy.budget * (1 + 1e-12)
+    assert_plan(after)  # each unit once, balance, contiguity, budget, quotas

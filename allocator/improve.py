@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 from allocator import clock
 from allocator.alignment import AlignmentProblem, LocalSearch, Staffing, site_needs
@@ -183,19 +184,23 @@ def lns(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
 
 def sales_moves(problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
                 deadline: float, contiguity: bool = True,
-                max_rounds: int = 30) -> tuple[np.ndarray, dict]:
-    """Single-unit moves between adjacent territories that raise the margin on sales less travel.
+                max_rounds: int = 40) -> tuple[np.ndarray, dict]:
+    """Moves and swaps of single units between adjacent territories that raise the margin on
+    sales less travel.
 
     The re-solves see each territory's sales linearised at its price; a move of one unit is
     judged on the true sales instead. Moving unit ``i`` from ``t`` to ``u`` gains at most
-    ``margin (phi_i(lambda_u) - phi_i(lambda_t))`` on sales (the conjugate bound, exact at the
-    territories' prices), which screens the candidates at the cost of one vector expression;
-    the survivors are valued exactly in one batched water-filling of the territories they would
-    make. Each round then makes the best moves of territories not yet touched in it, keeping
-    balance, contiguity and the budget's room for travel. A plan over the budget is left as it is.
+    ``margin (phi_i(lambda_u) - phi_i(lambda_t))`` on sales (the conjugate bound at the
+    territories' prices is exact there, and above the value anywhere else), which screens the
+    candidates at the cost of one vector expression; the survivors are valued exactly in one
+    batched water-filling of the territories they would make. Each round makes the best moves
+    of territories not yet touched in it, keeping balance, contiguity and the budget's room for
+    travel. When no single move is left, swaps of two units across a border (which leave the
+    loads nearly as they were, so that territories at their balance bounds can still trade) are
+    screened and valued the same way. A plan over the budget is left as it is.
     """
     sales = TerritorySales(problem, staffing)
-    stats = {"sales_moves": 0, "sales_gain": 0.0}
+    stats = {"sales_moves": 0, "sales_swaps": 0, "sales_gain": 0.0}
     if not sales.margin:
         return assignment, stats
     scenario = problem.scenario
@@ -209,6 +214,16 @@ def sales_moves(problem: AlignmentProblem, staffing: Staffing, assignment: np.nd
     edges = problem.scenario.edges
     both = np.concatenate([edges, edges[:, ::-1]])
     T = len(sites)
+    measures = problem.measures
+
+    def phi(units: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        return conjugate(potential[units], workload[units], lam, spec)
+
+    def fits(terr: np.ndarray, change: np.ndarray) -> np.ndarray:
+        load = search.load[terr] + change
+        return ((load >= search.lower[terr] - 1e-9) & (load <= search.upper[terr] + 1e-9)).all(1)
+
+    swaps = False
     for _ in range(max_rounds):
         if clock.now() >= deadline:
             break
@@ -219,59 +234,84 @@ def sales_moves(problem: AlignmentProblem, staffing: Staffing, assignment: np.nd
         value = _water_fill(potential, workload, hours, order, a[order], T, spec)
         lam = tightest_prices(potential, workload, hours, order, a[order],
                               np.ones(len(order)), spec)
-        # candidates: a unit beside another territory, both territories staying in balance
+        # a unit beside another territory
         i, u = both[:, 0], a[both[:, 1]]
+        keep = (a[i] != u) & ~search.fixed[i]
+        border = np.unique(np.stack([i[keep], u[keep]], axis=1), axis=0)
+        i, u = border[:, 0], border[:, 1]
         t = a[i]
-        keep = (t != u) & ~search.fixed[i]
-        i, t, u = i[keep], t[keep], u[keep]
-        pair = np.unique(np.stack([i, u], axis=1), axis=0)
-        i, u = pair[:, 0], pair[:, 1]
-        t = a[i]
-        m = problem.measures[i]
-        fits = ((search.load[t] - m >= search.lower[t] - 1e-9).all(axis=1)
-                & (search.load[u] + m <= search.upper[u] + 1e-9).all(axis=1))
-        i, t, u = i[fits], t[fits], u[fits]
+        if not swaps:  # i from t to u
+            j = np.full(len(i), -1)
+            ok = fits(t, -measures[i]) & fits(u, measures[i])
+        else:  # i from t to u and j from u to t, across the same border
+            mine = pd.DataFrame({"i": i, "t": t, "u": u})
+            pairs = mine.merge(mine.rename(columns={"i": "j", "t": "u", "u": "t"}),
+                               on=["t", "u"])
+            pairs = pairs[pairs["t"] < pairs["u"]]
+            i, j = pairs["i"].to_numpy(), pairs["j"].to_numpy()
+            t, u = pairs["t"].to_numpy(), pairs["u"].to_numpy()
+            ok = fits(t, measures[j] - measures[i]) & fits(u, measures[i] - measures[j])
+        i, j, t, u = i[ok], j[ok], t[ok], u[ok]
         more_travel = problem.cost(i, sites[u]) - problem.cost(i, sites[t])
-        phi_u = conjugate(potential[i], workload[i], lam[u], spec)
-        phi_t = conjugate(potential[i], workload[i], lam[t], spec)
-        promising = (margin * (phi_u - phi_t) - more_travel > 1e-6) & (more_travel <= room)
-        i, t, u, more_travel = i[promising], t[promising], u[promising], more_travel[promising]
-        if not len(i):
-            break
-        # exact values of the two territories each candidate would make
-        k = len(i)
-        terr = np.concatenate([t, u])
-        length = size[terr]
-        offset = np.repeat(start[terr] - np.concatenate([[0], np.cumsum(length)[:-1]]), length)
-        units = order[np.arange(length.sum()) + offset]
-        group = np.repeat(np.arange(2 * k), length)
-        mover = np.concatenate([i, i])
-        drop = units == mover[group]  # the unit leaves t
-        units, group = units[~drop], group[~drop]
-        units = np.concatenate([units, i])  # and joins u
-        group = np.concatenate([group, k + np.arange(k)])
-        clock.charge_moves(int(len(units) * WATER_FILL_PER_MOVE))
-        after = _water_fill(potential, workload, hours, units, group, 2 * k, spec,
-                            hours_of=terr)
-        gain = margin * (after[:k] + after[k:] - value[t] - value[u]) - more_travel
+        screen = margin * (phi(i, lam[u]) - phi(i, lam[t]))
+        if swaps:
+            jj = np.maximum(j, 0)
+            more_travel = more_travel + problem.cost(jj, sites[t]) - problem.cost(jj, sites[u])
+            screen += margin * (phi(jj, lam[t]) - phi(jj, lam[u]))
+        promising = (screen - more_travel > 1e-6) & (more_travel <= room)
+        i, j, t, u = i[promising], j[promising], t[promising], u[promising]
+        more_travel = more_travel[promising]
+        if len(i):
+            # exact values of the two territories each candidate would make
+            k = len(i)
+            terr = np.concatenate([t, u])
+            length = size[terr]
+            offset = np.repeat(start[terr] - np.concatenate([[0], np.cumsum(length)[:-1]]),
+                               length)
+            units = order[np.arange(length.sum()) + offset]
+            group = np.repeat(np.arange(2 * k), length)
+            leaving = np.concatenate([i, j])  # i leaves t; j (if any) leaves u
+            joining = np.concatenate([j, i])  # j (if any) joins t; i joins u
+            stay = units != leaving[group]
+            units, group = units[stay], group[stay]
+            extra = np.flatnonzero(joining >= 0)
+            units = np.concatenate([units, joining[extra]])
+            group = np.concatenate([group, extra])
+            clock.charge_moves(int(len(units) * WATER_FILL_PER_MOVE))
+            after = _water_fill(potential, workload, hours, units, group, 2 * k, spec,
+                                hours_of=terr)
+            gain = margin * (after[:k] + after[k:] - value[t] - value[u]) - more_travel
         touched = np.zeros(T, dtype=bool)
         moved = 0
-        for c in np.argsort(-gain, kind="stable"):
+        for c in np.argsort(-gain, kind="stable") if len(i) else []:
             if gain[c] <= 1e-6:
                 break
-            ti, ui, ii = int(t[c]), int(u[c]), int(i[c])
+            ti, ui, ii, ji = int(t[c]), int(u[c]), int(i[c]), int(j[c])
             if touched[ti] or touched[ui] or more_travel[c] > room:
                 continue
-            if not search.connected_without(ti, ii):
-                continue
-            search.move(ii, ui)
+            if ji < 0:
+                if not search.connected_without(ti, ii):
+                    continue
+                search.move(ii, ui)
+            else:
+                search.move(ii, ui)
+                search.move(ji, ti)
+                if contiguity and (len(search.components(ti)) != 1
+                                   or len(search.components(ui)) != 1):
+                    search.move(ji, ui)
+                    search.move(ii, ti)
+                    continue
             touched[ti] = touched[ui] = True
             room -= float(more_travel[c])
             stats["sales_gain"] += float(gain[c])
             moved += 1
-        stats["sales_moves"] += moved
-        if not moved:
+        stats["sales_swaps" if swaps else "sales_moves"] += moved
+        if moved:
+            swaps = False
+        elif swaps:
             break
+        else:
+            swaps = True
     return search.assignment, stats
 
 

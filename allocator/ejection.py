@@ -20,12 +20,12 @@ finish at all; exact re-solves can then reduce the moves further in the time tha
 from __future__ import annotations
 
 import heapq
-import time
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
+from allocator import clock
 from allocator.alignment import AlignmentProblem, LocalSearch, Staffing
 
 EPS = 1e-9
@@ -132,7 +132,7 @@ class ChainRepair(DisruptionRepair):
         # queue entries: (added disruption, depth, tie, hops, open territory)
         counter = 0
         queue: list[tuple[int, int, int, tuple[Hop, ...], int]] = [(0, 0, 0, (), seed)]
-        expansions = 0
+        expansions = tried = 0
         while queue and expansions < self.max_expansions:
             added, depth, _, hops, t = heapq.heappop(queue)
             if best is not None and added > best[0][0]:
@@ -151,6 +151,7 @@ class ChainRepair(DisruptionRepair):
                 plus.setdefault(h.target, set()).add(h.unit)
             load_t = load0[t] + delta.get(t, 0)
             for hop in self._candidates(t, push, used, moved_to, plus, minus, load_t):
+                tried += 1
                 giver, taker = hop.source, hop.target
                 step = self._cost_of(hop.unit, giver, taker)
                 total = added + step
@@ -182,6 +183,9 @@ class ChainRepair(DisruptionRepair):
                     continue
                 counter += 1
                 heapq.heappush(queue, (total, depth + 1, counter, chain, nxt))
+        # the work clock: each hop tried costs about what a local-search move does, and each
+        # territory expanded a scan of its border
+        clock.charge_moves(tried + 10 * expansions)
         return None if best is None else best[1]
 
     def _candidates(self, t: int, push: bool, used: set[int], moved_to: dict[int, int],
@@ -254,7 +258,7 @@ class ChainRepair(DisruptionRepair):
     def repair(self, deadline: float) -> np.ndarray:
         """Apply cheapest chains, most violated territory first, until balanced or stuck."""
         stuck: set[int] = set()
-        while time.perf_counter() < deadline and self.violation() > EPS:
+        while clock.now() < deadline and self.violation() > EPS:
             local = self.local
             over = (np.maximum(local.load - local.upper, 0) +
                     np.maximum(local.lower - local.load, 0))
@@ -264,7 +268,7 @@ class ChainRepair(DisruptionRepair):
             if not seeds:
                 break
             for seed in seeds:
-                if time.perf_counter() >= deadline:
+                if clock.now() >= deadline:
                     break
                 chain = self.best_chain(seed)
                 if chain is None:

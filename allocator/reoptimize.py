@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import time
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -46,6 +45,7 @@ import numpy as np
 import pandas as pd
 import pulp
 
+from allocator import clock
 from allocator.alignment import AlignmentProblem, LocalSearch, Staffing
 from allocator.checker import assert_plan
 from allocator.disruption import DisruptionLimit, Locks, PeopleChanges
@@ -58,8 +58,7 @@ from allocator.response import conjugate, marginal_at_zero, spread_effort, unit_
 from allocator.scenario import Scenario
 from allocator.settings import SolverSpec
 from allocator.sizing import economics
-from allocator.solvers import solve_mip
-from allocator.transfers import TransferRepair
+from allocator.transfers import TransferRepair, solve_counted
 
 Progress = Callable[[str], None]
 
@@ -397,7 +396,7 @@ class Reoptimizer:
                        self.objective(assignment), self.resolves, self.improved, termination)
 
     def time_left(self) -> float:
-        return self.deadline - time.perf_counter()
+        return self.deadline - clock.now()
 
     @property
     def small(self) -> bool:
@@ -436,7 +435,7 @@ class Reoptimizer:
                                    contiguity=self.contiguity, seed=self.spec.seed,
                                    threads=self.spec.threads,
                                    plan_seconds=max(1.0, min(20.0, 0.25 * self.time_left())))
-        transfers.repair(deadline=time.perf_counter() + max(1.0, 0.35 * self.time_left()))
+        transfers.repair(deadline=clock.now() + max(1.0, 0.35 * self.time_left()))
         first = transfers.plans[0] if transfers.plans else None
         self.say("planned transfers: " + (
             f"{first.planned_moves} paid move(s) planned ({first.status}"
@@ -448,7 +447,7 @@ class Reoptimizer:
             f"{int(self.moved(transfers.assignment).sum())} unit(s) moved")
         chains = ChainRepair(self.problem, self.staffing, assignment, self.mid.owner,
                              self.d_int, self.cap_int, self.contiguity)
-        chains.repair(deadline=time.perf_counter() + max(1.0, 0.3 * self.time_left()))
+        chains.repair(deadline=clock.now() + max(1.0, 0.3 * self.time_left()))
         returned = chains.return_home()
         self.say(f"ejection chains: {chains.chains} chain(s) of {chains.hops} move(s), "
                  f"{returned} unit(s) back home; balance violation {started:.3g} -> "
@@ -540,7 +539,7 @@ class Reoptimizer:
             radii = [None, 8, 4, 2, 1]
             for _ in range(3):
                 k = 0
-                while k < len(radii) and time.perf_counter() < stop - 0.5:
+                while k < len(radii) and clock.now() < stop - 0.5:
                     trial = self.resolve(assignment, list(range(T)), stage="objective",
                                          stop=stop, radius=radii[k])
                     if trial is None:
@@ -554,7 +553,7 @@ class Reoptimizer:
             return assignment
         order: list[int] = []
         quiet = 0
-        while time.perf_counter() < stop - 1.0 and quiet < T:
+        while clock.now() < stop - 1.0 and quiet < T:
             if not order:
                 order = list(self.rng.permutation(T))
             seed = int(order.pop())
@@ -574,7 +573,7 @@ class Reoptimizer:
         search = LocalSearch(self.problem, self.staffing, assignment, self.contiguity)
         current = self.objective(search.assignment)
         improved = False
-        while time.perf_counter() < stop:
+        while clock.now() < stop:
             best, best_value = None, current
             for i in np.flatnonzero(~search.fixed):
                 i = int(i)
@@ -586,6 +585,7 @@ class Reoptimizer:
                     if (search.violation() <= 1e-9
                             and self.disruption_int(search.assignment) <= self.cap_int):
                         value = self.objective(search.assignment)
+                        clock.charge_moves(self.problem.n)  # effort spread over every unit
                         if value > best_value + 1e-9 * max(1.0, abs(best_value)):
                             best, best_value = (i, target), value
                     search.move(i, here)
@@ -748,7 +748,7 @@ class Reoptimizer:
         """
         problem, staffing = self.problem, self.staffing
         stop = self.deadline if stop is None else min(stop, self.deadline)
-        if stop - time.perf_counter() < 0.5 or len(terrs) < (1 if self.small else 2):
+        if stop - clock.now() < 0.5 or len(terrs) < (1 if self.small else 2):
             return None
         before = (self.violation(assignment), self.disruption_int(assignment),
                   self.objective(assignment))
@@ -807,11 +807,11 @@ class Reoptimizer:
             objective_expr = objective_expr + price
 
         def run(limit_to: float) -> bool:
-            left = min(stop, self.deadline) - time.perf_counter()
+            left = min(stop, self.deadline) - clock.now()
             if left < 0.3:
                 return False
-            outcome = solve_mip(model, self.spec.name, time_limit=min(limit_to, max(0.3, left - 0.2)),
-                                gap=1e-4, seed=self.spec.seed, threads=self.spec.threads)
+            outcome = solve_counted(model, self.spec.name, work=min(limit_to, max(0.3, left - 0.2)),
+                                    gap=1e-4, seed=self.spec.seed, threads=self.spec.threads)
             self.resolves += 1
             self.say(f"  re-solve {stage} of {len(terrs)} territories, {len(free)} units, "
                          f"{len(mip.x)} pairs: {outcome.status} in {outcome.runtime_s:.1f} s")
@@ -841,7 +841,7 @@ class Reoptimizer:
             run(per_solve / 2)
         else:
             model.setObjective(objective_expr)
-            if not run(per_solve if not self.small else max(1.0, stop - time.perf_counter())):
+            if not run(per_solve if not self.small else max(1.0, stop - clock.now())):
                 return None
         trial = assignment.copy()
         for (i, t), var in mip.x.items():
@@ -1057,11 +1057,34 @@ def reoptimize(run_path: str | Path, actuals_path: str | Path, as_of: date, *,
                solver: str | None = None, time_limit: float | None = None,
                seed: int | None = None, threads: int | None = None,
                progress: Progress | None = None) -> ReoptimizeResult:
-    """Re-optimise the run at ``run_path`` mid-year; see the module docstring for the model."""
+    """Re-optimise the run at ``run_path`` mid-year; see the module docstring for the model.
+
+    With ``solver.deterministic`` (the default) every decision of the search reads the work
+    clock (:mod:`allocator.clock`), never the wall: the same inputs and seed give the same
+    moves on a busy and an idle machine; the wall clock is a safety stop only.
+    """
+    # the kind of clock and its limit are set once the parent's solver settings are read
+    with clock.running(clock.SearchClock(True, float("inf"))) as search:
+        result = _reoptimize(run_path, actuals_path, as_of, people=people, locks=locks,
+                             max_moved=max_moved, disruption_weight=disruption_weight,
+                             tradeoff=tradeoff, recalibrated=recalibrated, solver=solver,
+                             time_limit=time_limit, seed=seed, threads=threads,
+                             progress=progress)
+    result.runtime_s = search.wall()
+    if search.safety_stopped:  # the machine ran far slower than the work clock assumes
+        result.outcome.termination = "wall_clock_safety"
+    return result
+
+
+def _reoptimize(run_path: str | Path, actuals_path: str | Path, as_of: date, *,
+                people: PeopleChanges | None, locks: Locks | None,
+                max_moved: DisruptionLimit | None, disruption_weight: float | None,
+                tradeoff: int | None, recalibrated: str | Path | None, solver: str | None,
+                time_limit: float | None, seed: int | None, threads: int | None,
+                progress: Progress | None) -> ReoptimizeResult:
     from allocator.actuals import read_actuals
     from allocator.runs import read_run
 
-    started = time.perf_counter()
     log: list[str] = []
     say = progress or (lambda message: None)
 
@@ -1083,6 +1106,9 @@ def reoptimize(run_path: str | Path, actuals_path: str | Path, as_of: date, *,
     if overrides:
         scenario = scenario.with_settings(solver=overrides)
     spec = scenario.settings.solver
+    search_clock = clock.current()
+    search_clock.deterministic, search_clock.limit = spec.deterministic, spec.time_limit
+    started = clock.now()
     deadline = started + spec.time_limit
     actuals = read_actuals(actuals_path, parent, scenario)
     done = as_of_month(as_of, scenario.settings.year)
@@ -1181,7 +1207,7 @@ def reoptimize(run_path: str | Path, actuals_path: str | Path, as_of: date, *,
     if remaining <= 0:
         summary["note"] = "the annual quota total is already sold: no quota is left to set"
     return ReoptimizeResult(plan, parent, mid, outcome, moves, disruption, quotas, detail,
-                            summary, curve, people or PeopleChanges(), time.perf_counter() - started, spec.name, spec.seed,
+                            summary, curve, people or PeopleChanges(), clock.now() - started, spec.name, spec.seed,
                             log, parent.result.get("objective"))
 
 
@@ -1440,8 +1466,8 @@ def tradeoff_curve(search: Reoptimizer, start: np.ndarray, points: int,
     for k, c in enumerate(caps):
         search.cap_int = int(c)
         search.cap = float(c)
-        remaining = search.deadline - time.perf_counter()
-        until = time.perf_counter() + remaining / max(1, points - k)
+        remaining = search.deadline - clock.now()
+        until = clock.now() + remaining / max(1, points - k)
         if k > 0:
             current = search.improve(current, deadline=until)
         contribution = search.contribution(current)

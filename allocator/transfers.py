@@ -41,20 +41,72 @@ Two levels:
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 import pulp
 
+from allocator import clock
 from allocator.alignment import AlignmentProblem, LocalSearch, Staffing
 from allocator.ejection import ChainRepair, DisruptionRepair, disruption_step
 from allocator.improve import territory_graph
-from allocator.solvers import solve_mip
+from allocator.solvers import MipOutcome, solve_mip
 
 EPS = 1e-9
 PER_MEAN = 1000.0  # flows and loads in thousandths of the mean per rep
+# Work of HiGHS's and CBC's branch and bound, counted for the search clock. Measured on the
+# 2-core development machine on the demo's transfer plan (3,842 rows, 4,359 columns): about
+# 0.3 ms per simplex iteration of the whole search (cuts, heuristics and presolve included),
+# seven times the cost of an iteration of a plain LP of that size; about 16 ms per node.
+MIP_WORK_PER_LP_ITERATION = 7.0  # times clock.lp_iteration_seconds of the model's size
+MIP_SECONDS_PER_NODE_PER_NONZERO = 1.0e-6
+MIN_NODES = 50
+# how far in from a border a plan may take units, deepest first (a shallower, smaller model
+# when the deeper one found no plan within its work): on the demo, after a departure whose
+# neighbours hold only small units, 4 layers plan 62 moves where 2 plan 86
+PLAN_DEPTHS = (4, 2, 1)
+SAFETY_WALL = 30.0  # seconds of wall time, on top of the safety factor, before a solve stops
+
+
+def solve_counted(model: pulp.LpProblem, solver: str, *, work: float, gap: float, seed: int,
+                  threads: int, warm_start: bool = True) -> MipOutcome:
+    """:func:`allocator.solvers.solve_mip` stopped by counted work, so that the same model
+    gives the same answer on a busy and an idle machine.
+
+    On the work clock (``solver.deterministic``): CP-SAT stops on its deterministic time;
+    HiGHS and CBC stop on a node limit worth ``work`` seconds for the model's size, with a wall
+    limit far above it as the safety stop only. The search clock is charged what the solve
+    counted (CP-SAT's deterministic time; HiGHS's simplex iterations; for CBC, which reports
+    no count through PuLP, the work allowed unless it proved optimality, then a part of it),
+    never the wall seconds it took. On the wall clock, a plain time limit.
+    """
+    search = clock.current()
+    if not search.deterministic or solver == "cpsat":
+        return solve_mip(model, solver, time_limit=work, gap=gap, seed=seed, threads=threads,
+                         warm_start=warm_start)
+    rows = len(model.constraints)
+    nonzeros = sum(len(c) for c in model.constraints.values())
+    nodes = max(MIN_NODES, int(work / (MIP_SECONDS_PER_NODE_PER_NONZERO * max(1, nonzeros))))
+    scratch = clock.SearchClock(True, float("inf"))  # takes solve_mip's wall-time charge
+    with clock.running(scratch):
+        try:
+            outcome = solve_mip(model, solver, time_limit=clock.SAFETY * work + SAFETY_WALL,
+                                gap=gap, seed=seed, threads=threads, warm_start=warm_start,
+                                node_limit=nodes)
+        except KeyError:
+            # PuLP's HiGHS interface has no entry for the status a node limit ends with (it
+            # has set the variables' values already): read the outcome from HiGHS itself
+            if solver != "highs":
+                raise
+            outcome = _highs_outcome(model)
+    if solver == "highs":
+        iterations = int(model.solverModel.getInfo().simplex_iteration_count)
+        search.charge(iterations * MIP_WORK_PER_LP_ITERATION
+                      * clock.lp_iteration_seconds(rows, nonzeros))
+    else:
+        search.charge(work if outcome.status != "optimal" else 0.25 * work)
+    return outcome
 
 
 @dataclass(frozen=True)
@@ -78,6 +130,26 @@ class TransferPlan:
     status: str
     bound: float | None = None  # the solver's bound on the moves' disruption, in units of
     # the mean disruption of a paid move (paid moves when counting units); None if unknown
+
+
+def _highs_outcome(model: pulp.LpProblem) -> MipOutcome:
+    """Status, objective and bound of a HiGHS solve that stopped at its node limit."""
+    import highspy
+
+    highs = model.solverModel
+    info = highs.getInfo()
+    if info.primal_solution_status != 2:
+        return MipOutcome("no_solution", None, None, 0.0)
+    bound = info.mip_dual_bound
+    if not np.isfinite(bound):
+        bound = None
+    elif model.sense == pulp.LpMaximize:
+        bound = -bound + model.objective.constant
+    else:
+        bound = bound + model.objective.constant
+    optimal = highs.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    return MipOutcome("optimal" if optimal else "feasible", pulp.value(model.objective), bound,
+                      0.0)
 
 
 def _border_units(local: LocalSearch, adjacency, u: int, v: int) -> list[int]:
@@ -209,8 +281,8 @@ def plan_transfers(problem: AlignmentProblem, staffing: Staffing, assignment: np
     for var in model.variables():
         if not var.name.startswith("s_"):
             var.setInitialValue(0)
-    outcome = solve_mip(model, solver, time_limit=time_limit, gap=1e-6, seed=seed,
-                        threads=threads)
+    outcome = solve_counted(model, solver, work=time_limit, gap=1e-6, seed=seed,
+                            threads=threads)
     if outcome.objective is None:
         return TransferPlan((), 0, float("nan"), outcome.status)
     transfers = []
@@ -259,8 +331,10 @@ class TransferRepair(DisruptionRepair):
     def __init__(self, problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
                  owner: np.ndarray, cost: np.ndarray, cap: int, solver: str, *,
                  contiguity: bool = True, seed: int = 0, threads: int = 1,
-                 margin: float = 0.002, plan_seconds: float = 10.0) -> None:
+                 margin: float = 0.002, plan_seconds: float = 10.0,
+                 depths: tuple[int, ...] = PLAN_DEPTHS) -> None:
         super().__init__(problem, staffing, assignment, owner, cost, cap, contiguity)
+        self.depths = depths
         self.solver = solver
         self.seed = seed
         self.threads = threads
@@ -275,12 +349,12 @@ class TransferRepair(DisruptionRepair):
         """Plan and make transfers until balanced (or no round helps), then ejection chains for
         what is left, then undo the moves balance does not need."""
         for _ in range(rounds):
-            left = deadline - time.perf_counter()
+            left = deadline - clock.now()
             if self.violation() <= EPS or left < 1.0:
                 break
             before = (self.violation(), self.disruption())
             saved = self.local.assignment.copy()
-            for depth in (2, 1):  # a smaller model if the solver found no plan in time
+            for depth in self.depths:  # a smaller model if the solver found no plan in time
                 plan = plan_transfers(self.problem, self.staffing, self.local.assignment,
                                       self.owner, self.cost, self.cap - self.disruption(),
                                       self.solver, margin=self.margin, seed=self.seed,
@@ -296,7 +370,7 @@ class TransferRepair(DisruptionRepair):
             if self.disruption() > self.cap or self.violation() >= before[0] - EPS:
                 self._reset(saved)  # the round did not help: keep what was before it
                 break
-        if self.violation() > EPS and time.perf_counter() < deadline:
+        if self.violation() > EPS and clock.now() < deadline:
             chains = ChainRepair(self.problem, self.staffing, self.local.assignment, self.owner,
                                  self.cost, self.cap, self.contiguity)
             chains.repair(deadline)
@@ -311,27 +385,39 @@ class TransferRepair(DisruptionRepair):
     def make(self, plan: TransferPlan) -> None:
         """Turn each planned transfer into border-unit moves, territories that only give first
         (a chain hands on what it received)."""
-        waiting: list[tuple[int, int, int]] = []
+        waiting: list[tuple[int, int, int, frozenset[int]]] = []
         for transfer in _flow_order(plan.transfers, len(self.staffing.sites)):
             waiting += self._transfer(transfer)
         # units that could not move in their turn may now: the moves after them can have
         # joined them to their territory again, or to the one they go to
         for _ in range(2):
-            waiting = [(i, u, v) for i, u, v in waiting if not self._move_chosen(i, u, v)]
+            waiting = [(i, u, v, group) for i, u, v, group in waiting
+                       if not self._move_chosen(i, u, v, group)]
         # what still cannot move is left to the next round's plan, which sees the whole map
         # again: filling in with whatever small units are at hand costs more than it saves
 
-    def _transfer(self, transfer: Transfer) -> list[tuple[int, int, int]]:
+    def _transfer(self, transfer: Transfer) -> list[tuple[int, int, int, frozenset[int]]]:
         """The units the plan chose, then free units up to the free part of the flow; returns
-        the chosen units that could not move (unit, source, target)."""
-        u, v = transfer.source, transfer.target
-        waiting = [(i, u, v) for i in transfer.chosen if not self._move_chosen(i, u, v)]
-        self._fill(u, v, transfer.loose)
-        return waiting
+        the chosen units that could not move (unit, source, target, the transfer's units).
 
-    def _move_chosen(self, i: int, u: int, v: int) -> bool:
+        The chosen units are tried until none more can move: a unit further in touches the
+        target only once the unit in front of it has moved, and the plan lists them by
+        layer, not in the order the map allows."""
+        u, v = transfer.source, transfer.target
+        group = frozenset(transfer.chosen)
+        pending = list(transfer.chosen)
+        while pending:
+            left = [i for i in pending if not self._move_chosen(i, u, v, group)]
+            if len(left) == len(pending):
+                break
+            pending = left
+        self._fill(u, v, transfer.loose)
+        return [(i, u, v, group) for i in pending]
+
+    def _move_chosen(self, i: int, u: int, v: int, group: frozenset[int] = frozenset()) -> bool:
         """Move the chosen unit ``i`` from ``u`` to ``v`` if it is still in ``u``, touches
-        ``v``, and leaves ``u`` connected (or cuts off only free units, which go with it)."""
+        ``v``, and leaves ``u`` connected (or cuts off only free units, or units ``group`` of
+        the same transfer, which go with it)."""
         local = self.local
         if local.assignment[i] != u or not any(int(w) in local.members[v]
                                                for w in self.problem.adjacency[i]):
@@ -340,7 +426,8 @@ class TransferRepair(DisruptionRepair):
         if bundle is None or self.disruption() + sum(
                 disruption_step(self.owner, self.cost, j, u, v) for j in bundle) > self.cap:
             return False
-        if any(disruption_step(self.owner, self.cost, j, u, v) > 0 for j in bundle if j != i):
+        if any(disruption_step(self.owner, self.cost, j, u, v) > 0 for j in bundle
+               if j != i and j not in group):
             return False
         self._move(bundle, v)
         return True

@@ -267,8 +267,7 @@ def test_disruption_weight_trades_moves_for_objective(parent, solver):
 def test_ejection_chains_restore_balance_within_the_cap(parent):
     """The large-instance repair: chains of border moves balance the map after a departure,
     keep every territory connected and never pass the cap (here: the forced moves only)."""
-    import time
-
+    from allocator import clock
     from allocator.ejection import ChainRepair
     from allocator.reoptimize import freeze
     from allocator.runs import read_run
@@ -282,7 +281,7 @@ def test_ejection_chains_restore_balance_within_the_cap(parent):
     forced = int(mid.forced.sum())
     for cap in (25, forced):
         chains = ChainRepair(mid.problem, mid.staffing, mid.start, mid.owner, per_unit, cap)
-        chains.repair(deadline=time.perf_counter() + 30)
+        chains.repair(deadline=clock.now() + 30)
         chains.return_home()
         assert chains.disruption() <= cap
         after = LocalSearch(mid.problem, mid.staffing, chains.assignment)

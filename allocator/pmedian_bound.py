@@ -61,6 +61,10 @@ BLOCK_PAIRS = 2_000_000  # pairs priced at once: a few tens of MB of working arr
 # minutes at 40,000): above this many pairs the solver tries no bound by default
 MAX_PAIRS = 5_000_000
 CACHED_PAIRS = 25_000_000  # the cost matrix is kept up to this size (200 MB)
+# a centre's knapsack is first priced over this many times the units it sorts (about three
+# territories' worth)
+NEAR_FACTOR = 2
+TOP_UNITS = 64  # units of highest multiplier per weight whose entry is checked one by one
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,10 @@ class PMedianBound:
     iterations: int
     stopped_by: str  # target | deadline | iterations | step
     seconds: float  # wall seconds spent
+    # the centres the Lagrangian opens at its best multipliers (units): on these lattices
+    # nearly the integer optimum's, so a plan started from them is a strong plan
+    centres: np.ndarray | None = None
+    alpha: np.ndarray | None = None  # the best multipliers (a restart point)
 
 
 def candidate_centres(problem: AlignmentProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -151,9 +159,23 @@ class _Lagrangian:
         # a centre's knapsack holds about a territory: sort about three territories' units
         self.prefix = int(min(self.n, 3 * self.n / max(headcount, 1) + 16))
         units = np.arange(self.n)
-        # the centre-by-unit cost matrix, kept when it is small enough
+        # each centre's nearest units: a knapsack is priced over them alone whenever no unit
+        # beyond them could enter it (checked every step, see _near_knapsacks)
+        self.near = self.near_cost = None
+        positive = self.weight > 0
+        if positive.all() and self.n > NEAR_FACTOR * self.prefix:
+            points = problem.scenario.coordinates.embedded()
+            k = min(self.n, int(NEAR_FACTOR * self.prefix))
+            near = np.asarray(cKDTree(points).query(points[self.centres], k=k)[1])
+            self.near = near.reshape(self.C, k)
+            self.near_cost = problem.cost(self.near, self.centres[:, None])
+            # units beyond the nearest are at least this far (the embedding keeps distance
+            # order), and cost at least their rate per weight times that per unit of weight
+            self.reach = problem.distance(self.near[:, -1], self.centres)
+            self.rate_per_weight = float((problem.travel_rate / self.weight).min())
+        # the centre-by-unit cost matrix, kept when it is small enough (and needed)
         self.cost = (problem.cost(units[None, :], self.centres[:, None])
-                     if self.n * self.C <= CACHED_PAIRS else None)
+                     if self.n * self.C <= CACHED_PAIRS and self.near is None else None)
 
     def _knapsacks(self, alpha: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         units = np.arange(self.n)
@@ -163,22 +185,91 @@ class _Lagrangian:
                                    self.prefix)
 
     def __call__(self, alpha: np.ndarray) -> tuple[float, np.ndarray]:
-        """The value and a subgradient ``1 - sum_j y_j z_ij``."""
+        """The value and a subgradient ``1 - sum_j y_j z_ij``; ``self.opened`` keeps the
+        centres (units) with ``y_j > 0``."""
         values = np.empty(self.C)
+        full = np.arange(self.C)
+        self.shares = None
+        if self.near is not None:
+            values, self.shares, exact = self._near_knapsacks(alpha)
+            full = np.flatnonzero(~exact)
         block = max(1, BLOCK_PAIRS // max(self.n, 1))
-        for lo in range(0, self.C, block):
-            centres = np.arange(lo, min(lo + block, self.C))
+        for lo in range(0, len(full), block):
+            centres = full[lo:lo + block]
             values[centres] = self._knapsacks(alpha, centres)[0]
-        clock.charge(PRICING_SECONDS_PER_STEP + self.n * self.C * PRICING_SECONDS_PER_PAIR)
+        priced = len(full) * self.n + (0 if self.near is None else self.near.size)
+        clock.charge(PRICING_SECONDS_PER_STEP + priced * PRICING_SECONDS_PER_PAIR)
+        self.exact = np.ones(self.C, bool)
+        self.exact[full] = False
         # y: the fixed centres, then the cheapest others up to N (all y at most 1)
         y = self.lo.copy()
         free = np.flatnonzero(self.hi > self.lo)
         chosen = free[np.argsort(values[free], kind="stable")[:self.N - int(self.lo.sum())]]
         y[chosen] = 1.0
         value = float(alpha.sum() + (values * y).sum())
+        self.values = values
         used = np.flatnonzero(y > 0)
-        z = self._knapsacks(alpha, used)[1]  # the chosen patterns again (few rows)
+        self.opened = self.centres[used]
+        z = self.patterns(alpha, used)
         return value, 1.0 - (y[used, None] * z).sum(axis=0)
+
+    def patterns(self, alpha: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The knapsack solutions ``z`` of centres ``rows`` (positions) at the last priced
+        ``alpha``, dense (rows x units)."""
+        z = np.zeros((len(rows), self.n))
+        if self.shares is not None:
+            done = self.exact[rows]
+            for k in np.flatnonzero(done):
+                z[k, self.near[rows[k]]] = self.shares[rows[k]]
+            rest = np.flatnonzero(~done)
+        else:
+            rest = np.arange(len(rows))
+        if len(rest):
+            z[rest] = self._knapsacks(alpha, rows[rest])[1]
+        return z
+
+    def _near_knapsacks(self, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every centre's knapsack over its nearest units: values, shares (as ``self.near``)
+        and which rows are exact.
+
+        A row is exact when no farther unit could enter: the solution's marginal ratio
+        ``lam`` (0 when the weight of the negative items lies within ``[L, U]``, else the ratio
+        of the last item taken) is at most the ratio ``(c_ij - alpha_i) / w_i`` of every unit
+        beyond the nearest: checked one by one for the units of highest ``alpha / w``, and for
+        the others through ``reach_j * min(rate / w) - max(alpha / w)``; then the solution is
+        optimal over all units by LP duality. Other rows are priced in full.
+        """
+        reduced = self.near_cost - alpha[self.near]
+        weight = self.weight[self.near]
+        ratio = reduced / weight
+        order = np.argsort(ratio, axis=1, kind="stable")
+        w = np.take_along_axis(weight, order, axis=1)
+        r = np.take_along_axis(ratio, order, axis=1)
+        negative_weight = np.where(reduced < 0, weight, 0.0).sum(axis=1)
+        target = np.clip(negative_weight, self.L, self.U)
+        before = np.cumsum(w, axis=1) - w
+        share = np.clip((target[:, None] - before) / w, 0.0, 1.0)
+        values = (share * r * w).sum(axis=1)
+        shares = np.zeros_like(share)
+        np.put_along_axis(shares, order, share, axis=1)
+        taken = (share > 0).sum(axis=1)
+        last = r[np.arange(self.C), np.maximum(taken - 1, 0)]
+        inside = (negative_weight >= self.L) & (negative_weight <= self.U)
+        marginal = np.where(inside, 0.0, last)
+        # the units of highest alpha per weight are checked one by one, the rest together
+        per_weight = alpha / self.weight
+        top = np.argpartition(-per_weight, TOP_UNITS)[:TOP_UNITS] if self.n > TOP_UNITS \
+            else np.arange(self.n)
+        rest = np.ones(self.n, bool)
+        rest[top] = False
+        least_beyond = self.reach * self.rate_per_weight - float(per_weight[rest].max(initial=0))
+        top_distance = self.problem.distance(top[None, :], self.centres[:, None])
+        top_ratio = (self.problem.travel_rate[top] * top_distance - alpha[top]) / self.weight[top]
+        beyond = top_distance >= self.reach[:, None] * (1 - 1e-12)
+        top_ok = (~beyond | (top_ratio >= marginal[:, None])).all(axis=1)
+        enough = before[:, -1] + w[:, -1] >= target * (1 + 1e-12)
+        exact = enough & top_ok & (marginal <= least_beyond)
+        return values, shares, exact
 
     def radius_start(self) -> np.ndarray:
         """Each unit's rate times the distance to its ``ceil(n / N)``-th nearest unit: what
@@ -215,12 +306,13 @@ def pmedian_lp_bound(problem: AlignmentProblem, headcount: int, upper: float,
                     key=lambda start: lagrangian(start)[0])
     alpha = np.asarray(alpha, float).copy()
     best, best_alpha, step, since, stopped = -math.inf, alpha, 1.0, 0, "iterations"
+    opened = None
     direction = np.zeros(problem.n)
     iterations = 0
     for iterations in range(1, max_iterations + 1):
         value, gradient = lagrangian(alpha)
         if value > best + 1e-9 * abs(best) if math.isfinite(best) else True:
-            best, best_alpha, since = value, alpha, 0
+            best, best_alpha, since, opened = value, alpha, 0, lagrangian.opened
         else:
             since += 1
             if since >= patience:  # no progress at this step size: halve it, from the best
@@ -243,4 +335,47 @@ def pmedian_lp_bound(problem: AlignmentProblem, headcount: int, upper: float,
             stopped = "target"
             break
         alpha = alpha + step * (upper - value) / norm * gradient
-    return PMedianBound(max(best, 0.0), iterations, stopped, time.perf_counter() - started)
+    return PMedianBound(max(best, 0.0), iterations, stopped, time.perf_counter() - started,
+                        opened, best_alpha)
+
+
+def lagrangian_centres(problem: AlignmentProblem, headcount: int, alpha: np.ndarray,
+                       overlap: float = 0.5) -> np.ndarray | None:
+    """``headcount`` centres (units) read off the Lagrangian at ``alpha``: the centres with
+    reps fixed there, then the others in order of their knapsack value, skipping a centre
+    whose knapsack shares more than ``overlap`` of its weight with the ones already taken.
+
+    Why: near the optimal multipliers the cheapest knapsacks are the territories of a nearly
+    optimal balanced p-median, but neighbouring units price alike, so the plain cheapest
+    ``headcount`` often holds two centres side by side and leaves a region without one.
+    ``None`` when the bound does not apply (see :func:`pmedian_lp_bound`).
+    """
+    centres, lo, most = candidate_centres(problem)
+    if most.max(initial=0) > 1 or not len(centres):
+        return None
+    lagrangian = _Lagrangian(problem, headcount)
+    lagrangian(np.asarray(alpha, float))
+    values = lagrangian.values
+    weight = lagrangian.weight
+    chosen = list(np.flatnonzero(lo > 0))
+    covered = np.zeros(problem.n)
+    if chosen:
+        covered = lagrangian.patterns(alpha, np.array(chosen)).max(axis=0)
+    order = [j for j in np.argsort(values, kind="stable") if lo[j] == 0]
+    skipped = []
+    for start in range(0, len(order), 64):
+        if len(chosen) >= headcount:
+            break
+        rows = np.array(order[start:start + 64])
+        z = lagrangian.patterns(alpha, rows)
+        for row, pattern in zip(rows, z, strict=True):
+            if len(chosen) >= headcount:
+                break
+            shared = float((np.minimum(pattern, covered) * weight).sum())
+            if shared <= overlap * max(float((pattern * weight).sum()), 1e-12):
+                chosen.append(int(row))
+                covered = np.maximum(covered, pattern)
+            else:
+                skipped.append(int(row))
+    chosen += skipped[:headcount - len(chosen)]  # too few apart: the cheapest of the rest
+    return np.sort(centres[np.array(chosen[:headcount], dtype=np.int64)])

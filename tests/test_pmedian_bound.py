@@ -18,7 +18,13 @@ from conftest import SOLVERS, write_districting
 from scipy.optimize import linprog
 
 from allocator.alignment import AlignmentProblem
-from allocator.pmedian_bound import fractional_knapsack, pmedian_lp_bound
+from allocator import pmedian_bound
+from allocator.pmedian_bound import (
+    _Lagrangian,
+    fractional_knapsack,
+    lagrangian_centres,
+    pmedian_lp_bound,
+)
 from allocator.scenario import load_scenario
 from allocator.solvers import solve_mip
 
@@ -141,3 +147,50 @@ def test_fractional_knapsack_matches_linprog():
                             b_ub=[upper, -lower], bounds=[(0, 1)] * n)
             assert full[row] == pytest.approx(exact.fun, abs=1e-7)
             assert lower - 1e-9 <= weight @ z[row] <= upper + 1e-9
+
+
+@pytest.fixture(scope="module")
+def wider(tmp_path_factory) -> AlignmentProblem:
+    """144 units on a 12 x 12 lattice, 12 territories within 5 %: large enough that each
+    centre's knapsack is first priced over its nearest units only."""
+    rng = np.random.default_rng(5)
+    xy = np.array([(c, r) for r in range(12) for c in range(12)], dtype=float)
+    workload = np.round(10 * rng.lognormal(0, 0.5, len(xy)), 2)
+    return lattice_problem(tmp_path_factory.mktemp("wider"), xy, workload,
+                           np.ones(len(xy)), 12, 0.05)
+
+
+def test_pricing_over_the_nearest_units_is_exact(wider, monkeypatch):
+    """The Lagrangian priced over each centre's nearest units (with the check that no farther
+    unit could enter) equals the Lagrangian priced over all units, at multipliers near a plan
+    and far from any, so the bound stays a bound."""
+    near = _Lagrangian(wider, 12)
+    assert near.near is not None and near.near.shape[1] < wider.n
+    monkeypatch.setattr(pmedian_bound, "NEAR_FACTOR", 10**9)
+    full = _Lagrangian(wider, 12)
+    assert full.near is None
+    rng = np.random.default_rng(2)
+    start = near.radius_start()
+    partly_exact = False
+    for scale in (0.2, 0.8, 1.0, 1.5, 3.0, 8.0):
+        alpha = start * scale * rng.uniform(0.5, 1.5, wider.n)
+        value, gradient = near(alpha)
+        partly_exact |= bool(near.exact.any())
+        value_full, gradient_full = full(alpha)
+        assert value == pytest.approx(value_full, rel=1e-9, abs=1e-6)
+        np.testing.assert_allclose(near.values, full.values, rtol=1e-9, atol=1e-6)
+    assert partly_exact  # the nearest units alone did answer somewhere
+
+
+def test_lagrangian_centres_are_apart(wider):
+    """The centres read off the Lagrangian are ``headcount`` distinct units, no two of them
+    neighbours (the plain cheapest knapsacks would often put two side by side)."""
+    result = pmedian_lp_bound(wider, 12, upper=1.0e9, max_iterations=300,
+                              alpha=_Lagrangian(wider, 12).radius_start())
+    centres = lagrangian_centres(wider, 12, result.alpha)
+    assert len(np.unique(centres)) == 12
+    # no two centres are neighbours: their knapsacks would overlap
+    gaps = np.hypot(*(wider.scenario.coordinates.points[centres][:, None, :]
+                      - wider.scenario.coordinates.points[centres][None, :, :]
+                      ).transpose(2, 0, 1))
+    assert gaps[~np.eye(12, dtype=bool)].min() > 1.0 + 1e-9

@@ -129,6 +129,11 @@ def solve_districting(scenario: Scenario, spec, note, started: float):
                        plan, sizing, binding, [])
 
 
+# the k-means start's share of the limit, then rounds of (Lagrangian until, search until)
+RESTART_FIRST = 0.25
+RESTART_ROUNDS = ((0.45, 0.65), (0.72, 0.9))
+
+
 def _free_centres_apply(problem: AlignmentProblem, n_reps: int) -> bool:
     """Whether the free-centre bound (and its centres) is priced on this map."""
     centres, _, most = candidate_centres(problem)
@@ -148,27 +153,39 @@ def _lagrangian_restart(problem: AlignmentProblem, staffing: Staffing, n_reps: i
     The first plan's travel starts the multipliers and sets the Polyak steps.
     """
     limit = spec.time_limit
-    staffing, assignment = _location_allocation(problem, staffing, spec, started + 0.3 * limit,
-                                                rng, note)
-    travel = _travel(problem, staffing, assignment)
-    free = pmedian_lp_bound(problem, n_reps, travel, started + 0.55 * limit,
-                            alpha=problem.cost(np.arange(problem.n), staffing.sites[assignment]))
-    if free is None or free.alpha is None:
-        return staffing, assignment, free
-    note(f"free-centre bound {free.bound:,.2f} after {free.iterations} Lagrangian steps")
-    centres = lagrangian_centres(problem, n_reps, free.alpha)
-    if centres is None:
-        return staffing, assignment, free
-    start = Staffing(centres, [[] for _ in centres], np.ones(len(centres), dtype=np.int64))
-    other, other_assignment = _location_allocation(problem, start, spec, started + 0.9 * limit,
-                                                   rng, note)
-    keys = [(balance_violation(problem, s, a), _travel(problem, s, a))
-            for s, a in ((staffing, assignment), (other, other_assignment))]
-    note(f"from the Lagrangian's centres: travel {keys[1][1]:,.2f} (violation {keys[1][0]:.3g});"
-         f" from k-means: {keys[0][1]:,.2f} (violation {keys[0][0]:.3g})")
-    if keys[1] < keys[0]:
-        staffing, assignment = other, other_assignment
-    return staffing, assignment, free
+    staffing, assignment = _location_allocation(problem, staffing, spec,
+                                                started + RESTART_FIRST * limit, rng, note)
+    best = ((balance_violation(problem, staffing, assignment),
+             _travel(problem, staffing, assignment)), staffing, assignment)
+    alpha = problem.cost(np.arange(problem.n), staffing.sites[assignment])
+    free: PMedianBound | None = None
+    tried: set[tuple[int, ...]] = set()
+    for bound_until, search_until in RESTART_ROUNDS:
+        more = pmedian_lp_bound(problem, n_reps, best[0][1], started + bound_until * limit,
+                                alpha=alpha)
+        if more is None or more.alpha is None:
+            break
+        steps = more.iterations + (free.iterations if free is not None else 0)
+        if free is None or more.bound > free.bound:
+            free = dataclasses.replace(more, iterations=steps)
+        else:
+            free = dataclasses.replace(free, iterations=steps)
+        alpha = more.alpha
+        note(f"free-centre bound {free.bound:,.2f} after {free.iterations} Lagrangian steps")
+        centres = lagrangian_centres(problem, n_reps, alpha)
+        if centres is None or tuple(centres) in tried:
+            continue
+        tried.add(tuple(centres))
+        start = Staffing(centres, [[] for _ in centres], np.ones(len(centres), dtype=np.int64))
+        other, other_assignment = _location_allocation(problem, start, spec,
+                                                       started + search_until * limit, rng, note)
+        key = (balance_violation(problem, other, other_assignment),
+               _travel(problem, other, other_assignment))
+        note(f"from the Lagrangian's centres: travel {key[1]:,.2f} (violation {key[0]:.3g}); "
+             f"best so far {best[0][1]:,.2f} (violation {best[0][0]:.3g})")
+        if key < best[0]:
+            best = (key, other, other_assignment)
+    return best[1], best[2], free
 
 
 def _check_specification(scenario: Scenario, problem: AlignmentProblem, n_reps: int) -> None:

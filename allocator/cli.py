@@ -312,6 +312,9 @@ def reoptimize(run, actuals, as_of, max_moved, disruption_weight, people, locks,
                f"sales moved {d['value_moved']:,.0f} ({d['value_moved_share']:.2%}), "
                f"{d['reps_affected']} rep(s) affected" + (
                    f"; cap {d['cap']['measure']} {d['cap']['share']:.2%}" if d["cap"] else ""))
+    if d.get("extra_moves_lower_bound") is not None:
+        click.echo(f"{d['extra_moves']} move(s) beyond the forced ones; no plan of whole border "
+                   f"units needs fewer than {d['extra_moves_lower_bound']} (transfer plan bound)")
     parent = record.get("parent_objective")
     click.echo(f"objective {record['objective']:,.0f}" + (
         f" (parent plan {parent:,.0f})" if parent is not None else "")

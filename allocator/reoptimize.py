@@ -363,6 +363,17 @@ class Reoptimizer:
         self.resolves = 0
         self.improved = 0
         self.rng = np.random.default_rng(spec.seed)
+        self.transfer_plan = None  # the first whole-map transfer plan, with its bound
+
+    def extra_moves_bound(self) -> int | None:
+        """The first transfer plan's proven lower bound on the moves beyond the forced ones
+        (units that change owner whatever happens), when counting units and the plan reached
+        balance; see :mod:`allocator.transfers` for the kind of plan it covers."""
+        plan = self.transfer_plan
+        if plan is None or plan.bound is None or plan.slack > 0 or self.measure != "units":
+            return None
+        # the bound less its flows' tie-break (hundredths of a move at most): whole moves
+        return int(math.ceil(plan.bound - 0.05))
 
     # -- measures of an assignment ------------------------------------------------------------
     def moved(self, assignment: np.ndarray) -> np.ndarray:
@@ -437,11 +448,12 @@ class Reoptimizer:
                                    plan_seconds=max(1.0, min(20.0, 0.25 * self.time_left())))
         transfers.repair(deadline=clock.now() + max(1.0, 0.35 * self.time_left()))
         first = transfers.plans[0] if transfers.plans else None
+        self.transfer_plan = first
         self.say("planned transfers: " + (
             f"{first.planned_moves} paid move(s) planned ({first.status}"
             + (f", short of balance by {first.slack:.3g} x the mean" if first.slack > 0 else
-               f", at least {first.bound:.0f} for that plan"
-               if first.bound is not None and self.measure == "units" else "")
+               f", no plan of this kind needs fewer than {self.extra_moves_bound()}"
+               if self.extra_moves_bound() is not None else "")
             + f"), {len(transfers.plans)} round(s)" if first is not None else "no plan")
             + f"; balance violation {started:.3g} -> {transfers.violation():.3g}, "
             f"{int(self.moved(transfers.assignment).sum())} unit(s) moved")
@@ -1365,8 +1377,17 @@ def disruption_summary(mid: MidYear, plan: Plan, search: Reoptimizer, moves: pd.
         else:
             people |= parent_reps.get(tid, set())
     ytd = moves["ytd_sales"]
+    bound = search.extra_moves_bound()
     return {
         "units_moved": int(len(moves)),
+        "extra_moves": int(len(moves) - moves["forced"].sum()),
+        "extra_moves_lower_bound": bound,
+        "extra_moves_lower_bound_scope": None if bound is None else (
+            "no plan of whole units passed across territory borders (up to "
+            f"{search.transfer_plan.depth} units in from a border, each territory kept "
+            "connected, "
+            "balance to a thousandth of the mean) needs fewer moves beyond the forced ones; "
+            "the transfer plan's dual bound"),
         "units_moved_share": len(moves) / n,
         "value_moved": value,
         "value_moved_share": value / total_value if total_value else 0.0,

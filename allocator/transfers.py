@@ -21,14 +21,18 @@ Two levels:
                   sum_v z_iuv <= 1                                          (moves once)
                   sum_iuv c_i z_iuv <= cap left                             (disruption cap)
 
-   ``L_t`` is the load now, ``[lo_t, hi_t]`` the balance band tightened by a small margin where
-   the territory has to move anyway (so that whole units can land inside it); ``F_uv`` is what
+   ``L_t`` is the load now, ``[lo_t, hi_t]`` the balance band (optionally tightened by a
+   margin where the territory has to move anyway; the repair uses none, so that the solver's
+   bound holds for the band itself, to a thousandth of the mean); ``F_uv`` is what
    ``u`` can hand to ``v`` at no disruption (units that change owner whatever happens, e.g. a
    departed rep's block, or units going back to ``v`` their owner) and ``c_i`` a unit's
    disruption (1 when counting units). A chain through many territories pays at every border,
    so the model prefers short ones and finds the few territories with room that serve many
-   in need. ``s_t`` is elastic slack, priced above any set of moves, so that a plan always
-   exists.
+   in need. The solver's dual bound is then a proven lower bound on the paid moves of any plan
+   *of this kind*: whole units, each leaving its territory connected, passed across the
+   borders of the territory graph, up to ``depth`` units in from a border (behind the
+   largest units on it). ``s_t`` is elastic slack, priced above any set of moves, so that a
+   plan always exists.
 
 2. **Make** (:class:`TransferRepair`): each planned flow becomes moves of the chosen units,
    territories that only give first, then free units matched to the rest of the flow; every
@@ -62,6 +66,10 @@ PER_MEAN = 1000.0  # flows and loads in thousandths of the mean per rep
 MIP_WORK_PER_LP_ITERATION = 7.0  # times clock.lp_iteration_seconds of the model's size
 MIP_SECONDS_PER_NODE_PER_NONZERO = 1.0e-6
 MIN_NODES = 50
+# presolve, probing and the root's cuts cost HiGHS time that its iteration count misses (a
+# plan with 4 layers solved at the root in about 10 s of 2 s of iterations): a floor per
+# non-zero of the model
+MIP_SECONDS_PER_NONZERO = 1.0e-4
 # how far in from a border a plan may take units, deepest first (a shallower, smaller model
 # when the deeper one found no plan within its work): on the demo, after a departure whose
 # neighbours hold only small units, 4 layers plan 62 moves where 2 plan 86
@@ -102,8 +110,9 @@ def solve_counted(model: pulp.LpProblem, solver: str, *, work: float, gap: float
             outcome = _highs_outcome(model)
     if solver == "highs":
         iterations = int(model.solverModel.getInfo().simplex_iteration_count)
-        search.charge(iterations * MIP_WORK_PER_LP_ITERATION
-                      * clock.lp_iteration_seconds(rows, nonzeros))
+        search.charge(max(iterations * MIP_WORK_PER_LP_ITERATION
+                          * clock.lp_iteration_seconds(rows, nonzeros),
+                          nonzeros * MIP_SECONDS_PER_NONZERO))
     else:
         search.charge(work if outcome.status != "optimal" else 0.25 * work)
     return outcome
@@ -130,6 +139,7 @@ class TransferPlan:
     status: str
     bound: float | None = None  # the solver's bound on the moves' disruption, in units of
     # the mean disruption of a paid move (paid moves when counting units); None if unknown
+    depth: int = 0  # how far in from a border the plan could take units
 
 
 def _highs_outcome(model: pulp.LpProblem) -> MipOutcome:
@@ -284,7 +294,7 @@ def plan_transfers(problem: AlignmentProblem, staffing: Staffing, assignment: np
     outcome = solve_counted(model, solver, work=time_limit, gap=1e-6, seed=seed,
                             threads=threads)
     if outcome.objective is None:
-        return TransferPlan((), 0, float("nan"), outcome.status)
+        return TransferPlan((), 0, float("nan"), outcome.status, depth=depth)
     transfers = []
     for (u, v), (paid, picks) in detail.items():
         f = float(flow[u, v, 0].varValue or 0.0)
@@ -299,7 +309,7 @@ def plan_transfers(problem: AlignmentProblem, staffing: Staffing, assignment: np
     bound = None if outcome.bound is None else max(0.0, (outcome.bound - 0.01 * sum(
         float(f.varValue or 0.0) for f in flow.values())) / 1000.0)
     return TransferPlan(tuple(transfers), round(pulp.value(paid_units) or 0), left,
-                        outcome.status, bound)
+                        outcome.status, bound, depth)
 
 
 def _free_capacity(local: LocalSearch, adjacency, owner: np.ndarray, cost: np.ndarray, u: int,
@@ -331,7 +341,7 @@ class TransferRepair(DisruptionRepair):
     def __init__(self, problem: AlignmentProblem, staffing: Staffing, assignment: np.ndarray,
                  owner: np.ndarray, cost: np.ndarray, cap: int, solver: str, *,
                  contiguity: bool = True, seed: int = 0, threads: int = 1,
-                 margin: float = 0.002, plan_seconds: float = 10.0,
+                 margin: float = 0.0, plan_seconds: float = 10.0,
                  depths: tuple[int, ...] = PLAN_DEPTHS) -> None:
         super().__init__(problem, staffing, assignment, owner, cost, cap, contiguity)
         self.depths = depths
@@ -354,7 +364,9 @@ class TransferRepair(DisruptionRepair):
                 break
             before = (self.violation(), self.disruption())
             saved = self.local.assignment.copy()
-            for depth in self.depths:  # a smaller model if the solver found no plan in time
+            # the first plan reaches deep; later rounds mend what is left near the borders
+            depths = self.depths if not self.plans else tuple(d for d in self.depths if d <= 2)
+            for depth in depths or self.depths[-1:]:  # smaller if no plan was found in time
                 plan = plan_transfers(self.problem, self.staffing, self.local.assignment,
                                       self.owner, self.cost, self.cap - self.disruption(),
                                       self.solver, margin=self.margin, seed=self.seed,
@@ -386,8 +398,11 @@ class TransferRepair(DisruptionRepair):
         """Turn each planned transfer into border-unit moves, territories that only give first
         (a chain hands on what it received)."""
         waiting: list[tuple[int, int, int, frozenset[int]]] = []
+        leaving: dict[int, set[int]] = {}  # the units each territory gives, to any neighbour
+        for transfer in plan.transfers:
+            leaving.setdefault(transfer.source, set()).update(transfer.chosen)
         for transfer in _flow_order(plan.transfers, len(self.staffing.sites)):
-            waiting += self._transfer(transfer)
+            waiting += self._transfer(transfer, frozenset(leaving[transfer.source]))
         # units that could not move in their turn may now: the moves after them can have
         # joined them to their territory again, or to the one they go to
         for _ in range(2):
@@ -396,15 +411,16 @@ class TransferRepair(DisruptionRepair):
         # what still cannot move is left to the next round's plan, which sees the whole map
         # again: filling in with whatever small units are at hand costs more than it saves
 
-    def _transfer(self, transfer: Transfer) -> list[tuple[int, int, int, frozenset[int]]]:
+    def _transfer(self, transfer: Transfer, group: frozenset[int]
+                  ) -> list[tuple[int, int, int, frozenset[int]]]:
         """The units the plan chose, then free units up to the free part of the flow; returns
-        the chosen units that could not move (unit, source, target, the transfer's units).
+        the chosen units that could not move (unit, source, target, ``group``: the units the
+        source gives in this plan, which may go along with a unit that holds them).
 
         The chosen units are tried until none more can move: a unit further in touches the
         target only once the unit in front of it has moved, and the plan lists them by
         layer, not in the order the map allows."""
         u, v = transfer.source, transfer.target
-        group = frozenset(transfer.chosen)
         pending = list(transfer.chosen)
         while pending:
             left = [i for i in pending if not self._move_chosen(i, u, v, group)]
@@ -416,8 +432,8 @@ class TransferRepair(DisruptionRepair):
 
     def _move_chosen(self, i: int, u: int, v: int, group: frozenset[int] = frozenset()) -> bool:
         """Move the chosen unit ``i`` from ``u`` to ``v`` if it is still in ``u``, touches
-        ``v``, and leaves ``u`` connected (or cuts off only free units, or units ``group`` of
-        the same transfer, which go with it)."""
+        ``v``, and leaves ``u`` connected (or cuts off only free units, or units ``group`` that
+        leave ``u`` in this plan anyway, which go with it)."""
         local = self.local
         if local.assignment[i] != u or not any(int(w) in local.members[v]
                                                for w in self.problem.adjacency[i]):

@@ -23,8 +23,9 @@ AS_OF = date(2027, 6, 30)
 HOMES = ["U1", "U5", "U21", "U25", "U13"]
 
 
-def solve_parent(root: Path) -> tuple[Path, Path]:
-    """A solved 5 x 5 run (reps kept, head count fixed at 5) and synthetic actuals to June."""
+def solve_parent(root: Path, solver: dict | None = None) -> tuple[Path, Path]:
+    """A solved 5 x 5 run (reps kept, head count fixed at 5) and synthetic actuals to June;
+    ``solver`` settings of the scenario, if given."""
     from allocator.actuals import simulate_actuals
     from allocator.api import solve_and_write
     from allocator.runs import read_run
@@ -38,7 +39,8 @@ def solve_parent(root: Path) -> tuple[Path, Path]:
         last_year_sales=[round(0.5 * p) for p in potential],
         settings={"reps": {"lock": "keep"},
                   "strategy": {"headcount": {"min": 5, "max": 5}, "budget": 2_000_000},
-                  "alignment": {"balance": [{"measure": "workload", "tolerance": 0.15}]}})
+                  "alignment": {"balance": [{"measure": "workload", "tolerance": 0.15}]},
+                  **({"solver": solver} if solver else {})})
     folder, _ = solve_and_write(scenario, models_dir=root / "models")
     actuals = root / "actuals.csv"
     simulate_actuals(read_run(folder), through="2027-06", seed=1).to_csv(actuals, index=False)
@@ -372,3 +374,58 @@ def test_transfer_plan_moves_the_hand_computed_minimum(tmp_path, solver):
     chains.repair(deadline=float("inf"))
     chains.return_home()
     assert int((chains.assignment != start).sum()) >= 3
+
+
+# --- the same moves on a busy and an idle machine ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def large_parent(tmp_path_factory) -> tuple[Path, Path]:
+    """The 5 x 5 parent with every map treated as large (``exact_max_pairs: 0``)."""
+    return solve_parent(tmp_path_factory.mktemp("large"),
+                        solver={"exact_max_pairs": 0, "time_limit": 10})
+
+
+@pytest.mark.parametrize("solver", ["highs", "cbc"])
+def test_reoptimizing_twice_gives_the_same_moves_even_when_the_machine_is_busy(large_parent,
+                                                                                solver):
+    """The search reads the work clock, never the wall: two re-optimisations of the same
+    departure give the same moves, one of them while a busy thread takes half the CPU time
+    from it. The scenario treats every map as large (``exact_max_pairs: 0``), so the whole-map
+    transfer plan (HiGHS, stopped by a node limit), the ejection chains and the neighbourhood
+    re-solves on ``solver`` (a node limit too) all run; CP-SAT stops on its own deterministic
+    time."""
+    import threading
+
+    folder, actuals = large_parent
+    people = PeopleChanges(departures=("R2",))
+
+    def run() -> tuple:
+        least = reoptimize(folder, actuals, AS_OF, people=people, solver=solver, time_limit=6,
+                           max_moved=DisruptionLimit.parse("60%"))
+        assert any(line.startswith("planned transfers") for line in least.log)
+        # the objective mode searches until its limit: how many re-solves fit in it is what
+        # a wall clock would change on a busy machine
+        weighted = reoptimize(folder, actuals, AS_OF, people=people, solver=solver,
+                              time_limit=3, disruption_weight=0.0, tradeoff=3)
+        assert weighted.outcome.resolves > 0
+        return (least.moves.to_csv(index=False), least.plan.assignment.tolist(),
+                least.disruption["extra_moves_lower_bound"], weighted.outcome.resolves,
+                weighted.moves.to_csv(index=False),
+                weighted.tradeoff.drop(columns=["assignment"]).to_csv(index=False))
+
+    quiet = run()
+    stop = threading.Event()
+
+    def busy() -> None:  # holds the interpreter as much as it can
+        while not stop.is_set():
+            sum(range(10_000))
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        loaded = run()
+    finally:
+        stop.set()
+        thread.join()
+    assert loaded == quiet
+    assert quiet[0].count("\n") > 1  # the departure moved units: the runs decided something

@@ -70,6 +70,7 @@ MIN_NODES = 50
 # plan with 4 layers solved at the root in about 10 s of 2 s of iterations): a floor per
 # non-zero of the model
 MIP_SECONDS_PER_NONZERO = 1.0e-4
+CBC_START_SECONDS = 0.2  # CBC runs as a child process, its model written to a file
 # how far in from a border a plan may take units, deepest first (a shallower, smaller model
 # when the deeper one found no plan within its work): on the demo, after a departure whose
 # neighbours hold only small units, 4 layers plan 62 moves where 2 plan 86
@@ -85,8 +86,9 @@ def solve_counted(model: pulp.LpProblem, solver: str, *, work: float, gap: float
     On the work clock (``solver.deterministic``): CP-SAT stops on its deterministic time;
     HiGHS and CBC stop on a node limit worth ``work`` seconds for the model's size, with a wall
     limit far above it as the safety stop only. The search clock is charged what the solve
-    counted (CP-SAT's deterministic time; HiGHS's simplex iterations; for CBC, which reports
-    no count through PuLP, the work allowed unless it proved optimality, then a part of it),
+    counted (CP-SAT's deterministic time; HiGHS's simplex iterations, at least a part per
+    non-zero; for CBC, which reports no count through PuLP, the work allowed unless it proved
+    optimality, then its start and a part per non-zero),
     never the wall seconds it took. On the wall clock, a plain time limit.
     """
     search = clock.current()
@@ -113,8 +115,9 @@ def solve_counted(model: pulp.LpProblem, solver: str, *, work: float, gap: float
         search.charge(max(iterations * MIP_WORK_PER_LP_ITERATION
                           * clock.lp_iteration_seconds(rows, nonzeros),
                           nonzeros * MIP_SECONDS_PER_NONZERO))
-    else:
-        search.charge(work if outcome.status != "optimal" else 0.25 * work)
+    else:  # CBC: the work allowed, or, once optimality is proved, its start and the model's size
+        search.charge(work if outcome.status != "optimal" else min(
+            work, CBC_START_SECONDS + nonzeros * MIP_SECONDS_PER_NONZERO))
     return outcome
 
 

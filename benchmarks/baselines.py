@@ -8,10 +8,12 @@ Lattices of 20 x 20, 40 x 40 and 70 x 70 units (rook adjacency, lognormal worklo
 10, 20 and 50 territories, at each balance tolerance, by:
 
 - ours: ``strategy.objective: balance`` with ``compactness: travel`` through the ordinary
-  scenario interface (10 / 20 / 30 s limits);
+  scenario interface (20 / 30 / 30 s limits);
 - METIS (``pymetis``) with its contiguity option and ``ufactor`` set to the tolerance (the call
   behind commercial "territory balancing"); METIS bounds only the heaviest part;
-- GerryChain's recursive spanning-tree partition with ``epsilon`` set to the tolerance;
+- GerryChain's recursive spanning-tree partition with ``epsilon`` set to the tolerance, and
+  its short-burst optimiser (ReCom bursts of 10 steps, ``--burst-seconds``, 60 by default)
+  minimising the same compactness from that partition;
 - PySAL ``spopt``: AZP and region k-means (contiguous regions over the coordinates, no balance
   tolerance) and the p-median (``PMedian`` on CBC, workload x distance, neither balance nor
   contiguity). Each runs in a child process stopped after ``--spopt-cap`` seconds; a method too
@@ -43,7 +45,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 import synthetic  # noqa: E402
 
-SIZES = {400: (20, 10, 10.0), 1600: (40, 20, 20.0), 4900: (70, 50, 30.0)}
+# side, territories, our time limit (the search uses all of it: local search, then the
+# Lagrangian's restarts)
+SIZES = {400: (20, 10, 20.0), 1600: (40, 20, 30.0), 4900: (70, 50, 30.0)}
 
 
 def ours(units, edges, k, tolerance, limit, solver, seed):
@@ -82,6 +86,59 @@ def gerrychain(units, edges, k, tolerance, seed):
         plan = recursive_tree_part(chain_graph, range(k), units["workload"].sum() / k,
                                    "workload", tolerance, rng=seed)
     labels = np.array([plan[i] for i in range(len(units))])
+    return labels, time.perf_counter() - started
+
+
+def gerrychain_bursts(units, edges, k, tolerance, seed, seconds=60.0, burst_length=10):
+    """GerryChain's short-burst optimiser (``SingleMetricOptimizer.short_bursts``) from its
+    recursive tree partition: ReCom steps within the tolerance, every part contiguous, each
+    burst restarting from the best plan so far, minimising the compactness measured for every
+    method (workload x distance to each part's best central unit), for ``seconds``."""
+    from functools import partial
+
+    from gerrychain import Graph, Partition
+    from gerrychain.constraints import contiguous, within_percent_of_ideal_population
+    from gerrychain.optimization import SingleMetricOptimizer
+    from gerrychain.proposals import recom
+    from gerrychain.tree import recursive_tree_part
+    from gerrychain.updaters import Tally
+
+    graph = nx.Graph()
+    for row in units.itertuples():
+        graph.add_node(int(row.unit_id), workload=float(row.workload))
+    graph.add_edges_from(edges[["a", "b"]].to_numpy().tolist())
+    xy = units[["x", "y"]].to_numpy(float)
+    w = units["workload"].to_numpy(float)
+    part_cost: dict[frozenset, float] = {}  # ReCom redraws two parts a step: cache the rest
+
+    def cost(nodes: frozenset) -> float:
+        if nodes not in part_cost:
+            members = np.fromiter(nodes, dtype=np.int64)
+            d = np.sqrt(((xy[members, None, :] - xy[None, members, :]) ** 2).sum(-1))
+            part_cost[nodes] = float((w[members][None, :] * d).sum(axis=1).min())
+        return part_cost[nodes]
+
+    def compactness(partition) -> float:
+        return sum(cost(frozenset(nodes)) for nodes in partition.parts.values())
+
+    started = time.perf_counter()
+    ideal = w.sum() / k
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chain_graph = Graph.from_networkx(graph)
+        start = recursive_tree_part(chain_graph, range(k), ideal, "workload", tolerance,
+                                    rng=seed)
+        initial = Partition(chain_graph, start, updaters={"workload": Tally("workload")})
+        proposal = partial(recom, pop_col="workload", pop_target=ideal, epsilon=tolerance,
+                           node_repeats=2)
+        balanced = within_percent_of_ideal_population(initial, tolerance, pop_key="workload")
+        optimiser = SingleMetricOptimizer(proposal, [balanced, contiguous], initial,
+                                          compactness, maximize=False, rng=seed)
+        for _ in optimiser.short_bursts(burst_length, 10**9):
+            if time.perf_counter() - started > seconds:
+                break
+        best = optimiser.best_part
+    labels = np.array([best.assignment[i] for i in range(len(units))])
     return labels, time.perf_counter() - started
 
 
@@ -170,6 +227,8 @@ def main() -> int:
     parser.add_argument("--spopt", default="azp,region_kmeans,pmedian",
                         help="spopt methods to run ('' for none)")
     parser.add_argument("--spopt-cap", type=float, default=240.0)
+    parser.add_argument("--burst-seconds", type=float, default=60.0,
+                        help="seconds of GerryChain's short-burst optimiser (0: skip)")
     parser.add_argument("--bound-seconds", type=float, default=60.0,
                         help="seconds for the free-centre bound after the solve (0: skip)")
     args = parser.parse_args()
@@ -186,6 +245,12 @@ def main() -> int:
                 found["gerrychain"] = gerrychain(units, edges, k, tolerance, args.seed)
             except Exception as err:  # a baseline's failure is a result, not a crash
                 print(f"  gerrychain failed: {err}")
+            if args.burst_seconds > 0:
+                try:
+                    found["gerrychain_bursts"] = gerrychain_bursts(
+                        units, edges, k, tolerance, args.seed, args.burst_seconds)
+                except Exception as err:
+                    print(f"  gerrychain short bursts failed: {err}")
             for method in filter(None, args.spopt.split(",")):
                 if size > SPOPT_LIMIT[method]:
                     print(f"  spopt {method} skipped at {size} units: above "

@@ -75,7 +75,7 @@ CBC_START_SECONDS = 0.2  # CBC runs as a child process, its model written to a f
 # when the deeper one found no plan within its work): on the demo, after a departure whose
 # neighbours hold only small units, 4 layers plan 62 moves where 2 plan 86
 PLAN_DEPTHS = (4, 2, 1)
-SAFETY_WALL = 30.0  # seconds of wall time, on top of the safety factor, before a solve stops
+SAFETY_WALL = 120.0  # seconds of wall time, on top of the safety factor, before a solve stops
 
 
 def solve_counted(model: pulp.LpProblem, solver: str, *, work: float, gap: float, seed: int,

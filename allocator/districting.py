@@ -50,6 +50,7 @@ from allocator.improve import lns, move_hire_repair
 from allocator.plan import make_plan
 from allocator.pmedian_bound import (
     MAX_PAIRS,
+    STAGES,
     PMedianBound,
     candidate_centres,
     lagrangian_centres,
@@ -107,7 +108,8 @@ def solve_districting(scenario: Scenario, spec, note, started: float):
         # the bound of the problem: the balanced p-median LP with free centres (Lagrangian)
         alpha = (free.alpha if free is not None and free.alpha is not None
                  else problem.cost(np.arange(problem.n), staffing.sites[assignment]))
-        more = pmedian_lp_bound(problem, n_reps, objective, deadline, alpha=alpha)
+        more = pmedian_lp_bound(problem, n_reps, objective, deadline, alpha=alpha,
+                                stages=STAGES if free is None else (1.0,))
         if more is not None and (free is None or more.bound > free.bound):
             steps = more.iterations + (free.iterations if free is not None else 0)
             free = dataclasses.replace(more, iterations=steps)
@@ -161,8 +163,9 @@ def _lagrangian_restart(problem: AlignmentProblem, staffing: Staffing, n_reps: i
     free: PMedianBound | None = None
     tried: set[tuple[int, ...]] = set()
     for bound_until, search_until in RESTART_ROUNDS:
+        # the first round widens the tolerances by stages; later ones go on from its multipliers
         more = pmedian_lp_bound(problem, n_reps, best[0][1], started + bound_until * limit,
-                                alpha=alpha)
+                                alpha=alpha, stages=STAGES if free is None else (1.0,))
         if more is None or more.alpha is None:
             break
         steps = more.iterations + (free.iterations if free is not None else 0)

@@ -55,6 +55,7 @@ from allocator.pmedian_bound import (
     candidate_centres,
     lagrangian_centres,
     pmedian_lp_bound,
+    priced_pairs,
 )
 from allocator.scenario import Scenario
 
@@ -139,7 +140,8 @@ RESTART_ROUNDS = ((0.45, 0.65), (0.72, 0.9))
 def _free_centres_apply(problem: AlignmentProblem, n_reps: int) -> bool:
     """Whether the free-centre bound (and its centres) is priced on this map."""
     centres, _, most = candidate_centres(problem)
-    return bool(len(centres) and most.max() <= 1 and problem.n * len(centres) <= MAX_PAIRS)
+    return bool(len(centres) and most.max() <= 1
+                and priced_pairs(problem, n_reps) <= MAX_PAIRS)
 
 
 def _lagrangian_restart(problem: AlignmentProblem, staffing: Staffing, n_reps: int, spec,

@@ -58,9 +58,11 @@ from allocator.alignment import AlignmentProblem, hire_places
 PRICING_SECONDS_PER_STEP = 5.0e-3
 PRICING_SECONDS_PER_PAIR = 6.0e-8
 BLOCK_PAIRS = 2_000_000  # pairs priced at once: a few tens of MB of working arrays
-# one step prices every unit-centre pair (about 0.15 s a step at 1,600 units, 2 s at 4,900,
-# minutes at 40,000): above this many pairs the solver tries no bound by default
-MAX_PAIRS = 5_000_000
+# pairs one step prices (each centre's nearest units: 0.4 million at 1,600 units, 1.5 million
+# at 4,900, 10 million at 40,000 x 500): above this many the solver tries no bound by default
+# at 4,900 units x 50 (1.5 million) a 30 s solve had time for only 115 steps, 8.5 % below
+# its plan, and the restarts from those multipliers' centres were worse than the first plan
+MAX_PAIRS = 1_000_000
 CACHED_PAIRS = 25_000_000  # the cost matrix is kept up to this size (200 MB)
 # a centre's knapsack is first priced over this many times the units it sorts (about three
 # territories' worth); on the 1,600-unit lattice the check passed for all but 0.3 % of rows
@@ -143,6 +145,17 @@ def _take_prefix(reduced, ratio, weight, target, order, value, z, rows) -> None:
     block = np.zeros((len(rows), z.shape[1]))
     np.put_along_axis(block, order, share, axis=1)
     z[rows] = block
+
+
+def priced_pairs(problem: AlignmentProblem, headcount: int) -> int:
+    """Unit-centre pairs one Lagrangian step prices: each centre's nearest units when the
+    first balance measure is positive everywhere (see ``_Lagrangian``), else every unit."""
+    centres = candidate_centres(problem)[0]
+    per_centre = problem.n
+    if (problem.measures[:, 0] > 0).all():
+        prefix = int(min(problem.n, 3 * problem.n / max(headcount, 1) + 16))
+        per_centre = min(problem.n, int(NEAR_FACTOR * prefix))
+    return len(centres) * per_centre
 
 
 class _Lagrangian:
@@ -294,9 +307,9 @@ def pmedian_lp_bound(problem: AlignmentProblem, headcount: int, upper: float,
     search when reached. ``alpha``: starting multipliers, e.g. each unit's travel in that plan.
     Stops at ``deadline`` on the search clock (after one evaluation), after ``max_iterations``,
     or when the step has shrunk to nothing. ``None`` when a site can host several reps (its
-    inner problem is not handled here) or above ``max_pairs`` unit-centre pairs (by default
-    about 2,200 units x as many sites; larger maps get too few steps for a useful bound within a
-    solve's limit).
+    inner problem is not handled here) or when a step prices more than ``max_pairs``
+    unit-centre pairs (:func:`priced_pairs`; by default about 1,800 units into 10 territories,
+    2,500 into 20; larger maps get too few steps for a useful bound within a solve's limit).
 
     ``stages``: the search runs first with every tolerance widened by these factors (a quarter,
     a quarter, then half the iterations and time), each stage starting from the last one's
@@ -308,7 +321,7 @@ def pmedian_lp_bound(problem: AlignmentProblem, headcount: int, upper: float,
     """
     started = time.perf_counter()
     centres, _, most = candidate_centres(problem)
-    if most.max(initial=0) > 1 or problem.n * len(centres) > max_pairs:
+    if most.max(initial=0) > 1 or priced_pairs(problem, headcount) > max_pairs:
         return None
     shares = (0.25, 0.25, 0.5)[-len(stages):] if len(stages) <= 3 else (1 / len(stages),) * len(
         stages)

@@ -9,9 +9,9 @@ lattice with lognormal workload (``benchmarks/synthetic.py``), +-5 % workload ba
 territory contiguous, minimising workload x distance to the territory centre. Printed per size:
 wall time, peak resident memory, the plan's balance and contiguity (re-checked here with
 networkx), compactness, and the gap to the bound the solver reports: the balanced p-median LP
-with free centres (``allocator.pmedian_bound``, found in what is left of the limit), or, above
-its size cap (about 2,200 units), the LP of the alignment with the plan's centres, which bounds that
-plan's centres only; the line says which.
+with free centres (``allocator.pmedian_bound``, found within the limit), or, above its size
+cap (about 2,500 units at 20 territories), the LP of the alignment with the plan's centres,
+which bounds that plan's centres only; the line says which.
 """
 
 from __future__ import annotations

@@ -155,6 +155,17 @@ class _HighsWithStart(pulp.HiGHS):
             lp.solverModel.setSolution(solution)
         lp.solverModel.run()
 
+    def findSolutionValues(self, lp):
+        # PuLP maps only some of HiGHS's stops to a status; a node limit reports
+        # kSolutionLimit, which it does not know. The values are set before it looks the
+        # status up, and ``_solve_highs`` reads the status from HiGHS itself.
+        try:
+            return super().findSolutionValues(lp)
+        except KeyError:
+            found = lp.solverModel.getInfo().primal_solution_status == 2
+            return (pulp.LpStatusNotSolved, pulp.LpSolutionIntegerFeasible if found
+                    else pulp.LpSolutionNoSolutionFound)
+
 
 def _solve_highs(model, time_limit, gap, seed, threads, warm_start, node_limit=None):
     engine = _HighsWithStart(warm_start, seed, node_limit, msg=False, timeLimit=time_limit,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import networkx as nx
 import numpy as np
+import pulp
 import pytest
 
 from allocator.alignment import AlignmentProblem, Staffing
@@ -23,6 +24,7 @@ from allocator.exceptions import InfeasibleError
 from allocator.plan import make_plan
 from allocator.scenario import load_scenario
 from allocator.solve import solve
+from allocator.solvers import solve_mip
 from conftest import SOLVERS, write_scenario
 
 # Each instance: the options of ``write_scenario`` and, for the infeasible one, the expectation.
@@ -215,3 +217,38 @@ def test_infeasible_instance(optima, instance):
             solve(scenario, solver=solver, time_limit=5)
         assert caught.value.diagnosis
         assert any("budget" in line for line in caught.value.diagnosis)
+
+
+@pytest.mark.parametrize("solver", ["highs", "cbc"])
+def test_node_limit_stops_the_search_with_its_best_plan_and_bound(solver):
+    """A multi-dimensional knapsack that takes many nodes to prove: stopped after three nodes,
+    the solver hands back a feasible plan, a bound at least as good, and says it is not
+    proven; without the limit it is proven optimal and lies between the two."""
+    rng = np.random.default_rng(3)
+    n = 20  # CP-SAT proves it in a fraction of a second; three nodes do not
+    weights = rng.integers(100, 1000, size=(4, n))
+    values = weights.mean(axis=0) + rng.integers(-5, 6, size=n)
+
+    def knapsack() -> tuple[pulp.LpProblem, list[pulp.LpVariable]]:
+        model = pulp.LpProblem("knapsack", pulp.LpMaximize)
+        take = [pulp.LpVariable(f"take_{i}", cat="Binary") for i in range(n)]
+        model += pulp.lpSum(float(v) * x for v, x in zip(values, take, strict=True))
+        for row in weights:
+            model += pulp.lpSum(int(w) * x for w, x in zip(row, take, strict=True)) \
+                <= int(row.sum()) // 3
+        return model, take
+
+    model, take = knapsack()
+    stopped = solve_mip(model, solver, time_limit=60, gap=0.0, seed=0, threads=1,
+                        warm_start=False, node_limit=3)
+    chosen = np.array([x.varValue for x in take]) > 0.5
+    assert stopped.status == "feasible"
+    assert (weights[:, chosen].sum(axis=1) <= weights.sum(axis=1) // 3).all()
+    assert stopped.objective == pytest.approx(values[chosen].sum())
+    model, _ = knapsack()
+    proven = solve_mip(model, "cpsat", time_limit=60, gap=0.0, seed=0, threads=1,
+                       warm_start=False)
+    assert proven.status == "optimal"
+    assert stopped.objective <= proven.objective + 1e-6
+    if stopped.bound is not None:  # CBC does not report its bound through PuLP
+        assert stopped.bound >= proven.objective - 1e-6

@@ -602,13 +602,51 @@ class Reoptimizer:
                             best, best_value = (i, target), value
                     search.move(i, here)
             if best is None:
-                break
+                swap = self._best_swap(search, current, stop)
+                if swap is None:
+                    break
+                (i, t), (j, u), current = swap
+                search.move(i, t)
+                search.move(j, u)
+                improved = True
+                continue
             search.move(*best)
             current = best_value
             improved = True
         if improved:
             self.say(f"  single moves by the exact objective: {current:,.0f}")
         return search.assignment.copy() if improved else None
+
+    def _best_swap(self, search: LocalSearch, current: float, stop: float):
+        """The best exchange of two units across a border by the exact objective, or None.
+
+        Where every single move breaks balance (territories at their bounds), two units that
+        trade places leave the loads nearly as they were: the polish's way out of a plan that
+        no single move improves."""
+        best, best_value = None, current
+        for i in np.flatnonzero(~search.fixed):
+            if clock.now() >= stop:
+                break
+            i = int(i)
+            t = int(search.assignment[i])
+            for u in search.boundary_moves(i):
+                partners = [k for k in sorted(search.members[u]) if k > i  # once per pair
+                            and not search.fixed[k]
+                            and any(search.assignment[v] == t for v in self.problem.adjacency[k])]
+                for j in partners:
+                    search.move(i, u)
+                    search.move(j, t)
+                    if (search.violation() <= 1e-9
+                            and self.disruption_int(search.assignment) <= self.cap_int
+                            and (not self.contiguity or (len(search.components(t)) == 1
+                                                         and len(search.components(u)) == 1))):
+                        value = self.objective(search.assignment)
+                        clock.charge_moves(self.problem.n)
+                        if value > best_value + 1e-9 * max(1.0, abs(best_value)):
+                            best, best_value = ((i, u), (j, t)), value
+                    search.move(j, u)
+                    search.move(i, t)
+        return None if best is None else (*best, best_value)
 
     # -- pieces -------------------------------------------------------------------------------
     def _territory_violation(self, search: LocalSearch) -> np.ndarray:

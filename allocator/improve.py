@@ -84,10 +84,8 @@ class TerritorySales:
     def sales(self, assignment: np.ndarray, terrs: list[int]) -> float:
         """Expected sales of the territories ``terrs`` (sorted)."""
         members, local = self._members(assignment, terrs)
-        effort = spread_effort(self.potential[members], self.workload[members],
-                               self.hours[terrs], local, self.spec)
-        return float(unit_sales(self.potential[members], self.workload[members], effort,
-                                self.spec).sum())
+        return float(_water_fill(self.potential, self.workload, self.hours, members, local,
+                                 len(terrs), self.spec, hours_of=np.asarray(terrs)).sum())
 
     def value(self, assignment: np.ndarray) -> float:
         """The margin on all territories' sales less all travel: the part of the objective
@@ -261,6 +259,7 @@ def sales_moves(problem: AlignmentProblem, staffing: Staffing, assignment: np.nd
         promising = (screen - more_travel > 1e-6) & (more_travel <= room)
         i, j, t, u = i[promising], j[promising], t[promising], u[promising]
         more_travel = more_travel[promising]
+        gain = np.zeros(0)
         if len(i):
             # exact values of the two territories each candidate would make
             k = len(i)
@@ -283,7 +282,7 @@ def sales_moves(problem: AlignmentProblem, staffing: Staffing, assignment: np.nd
             gain = margin * (after[:k] + after[k:] - value[t] - value[u]) - more_travel
         touched = np.zeros(T, dtype=bool)
         moved = 0
-        for c in np.argsort(-gain, kind="stable") if len(i) else []:
+        for c in np.argsort(-gain, kind="stable"):
             if gain[c] <= 1e-6:
                 break
             ti, ui, ii, ji = int(t[c]), int(u[c]), int(i[c]), int(j[c])

@@ -58,7 +58,8 @@ from allocator.response import conjugate, marginal_at_zero, spread_effort, unit_
 from allocator.scenario import Scenario
 from allocator.settings import SolverSpec
 from allocator.sizing import economics
-from allocator.transfers import TransferRepair, solve_counted
+from allocator.solvers import solve_counted
+from allocator.transfers import TransferRepair
 
 Progress = Callable[[str], None]
 

@@ -55,70 +55,14 @@ from allocator import clock
 from allocator.alignment import AlignmentProblem, LocalSearch, Staffing
 from allocator.ejection import ChainRepair, DisruptionRepair, disruption_step
 from allocator.improve import territory_graph
-from allocator.solvers import MipOutcome, solve_mip
+from allocator.solvers import solve_counted
 
 EPS = 1e-9
 PER_MEAN = 1000.0  # flows and loads in thousandths of the mean per rep
-# Work of HiGHS's and CBC's branch and bound, counted for the search clock. Measured on the
-# 2-core development machine on the demo's transfer plan (3,842 rows, 4,359 columns): about
-# 0.3 ms per simplex iteration of the whole search (cuts, heuristics and presolve included),
-# seven times the cost of an iteration of a plain LP of that size; about 16 ms per node.
-MIP_WORK_PER_LP_ITERATION = 7.0  # times clock.lp_iteration_seconds of the model's size
-MIP_SECONDS_PER_NODE_PER_NONZERO = 1.0e-6
-MIN_NODES = 50
-# presolve, probing and the root's cuts cost HiGHS time that its iteration count misses (a
-# plan with 4 layers solved at the root in about 10 s of 2 s of iterations): a floor per
-# non-zero of the model
-MIP_SECONDS_PER_NONZERO = 1.0e-4
-CBC_START_SECONDS = 0.2  # CBC runs as a child process, its model written to a file
 # how far in from a border a plan may take units, deepest first (a shallower, smaller model
 # when the deeper one found no plan within its work): on the demo, after a departure whose
 # neighbours hold only small units, 4 layers plan 62 moves where 2 plan 86
 PLAN_DEPTHS = (4, 2, 1)
-SAFETY_WALL = 120.0  # seconds of wall time, on top of the safety factor, before a solve stops
-
-
-def solve_counted(model: pulp.LpProblem, solver: str, *, work: float, gap: float, seed: int,
-                  threads: int, warm_start: bool = True) -> MipOutcome:
-    """:func:`allocator.solvers.solve_mip` stopped by counted work, so that the same model
-    gives the same answer on a busy and an idle machine.
-
-    On the work clock (``solver.deterministic``): CP-SAT stops on its deterministic time;
-    HiGHS and CBC stop on a node limit worth ``work`` seconds for the model's size, with a wall
-    limit far above it as the safety stop only. The search clock is charged what the solve
-    counted (CP-SAT's deterministic time; HiGHS's simplex iterations, at least a part per
-    non-zero; for CBC, which reports no count through PuLP, the work allowed unless it proved
-    optimality, then its start and a part per non-zero),
-    never the wall seconds it took. On the wall clock, a plain time limit.
-    """
-    search = clock.current()
-    if not search.deterministic or solver == "cpsat":
-        return solve_mip(model, solver, time_limit=work, gap=gap, seed=seed, threads=threads,
-                         warm_start=warm_start)
-    rows = len(model.constraints)
-    nonzeros = sum(len(c) for c in model.constraints.values())
-    nodes = max(MIN_NODES, int(work / (MIP_SECONDS_PER_NODE_PER_NONZERO * max(1, nonzeros))))
-    scratch = clock.SearchClock(True, float("inf"))  # takes solve_mip's wall-time charge
-    with clock.running(scratch):
-        try:
-            outcome = solve_mip(model, solver, time_limit=clock.SAFETY * work + SAFETY_WALL,
-                                gap=gap, seed=seed, threads=threads, warm_start=warm_start,
-                                node_limit=nodes)
-        except KeyError:
-            # PuLP's HiGHS interface has no entry for the status a node limit ends with (it
-            # has set the variables' values already): read the outcome from HiGHS itself
-            if solver != "highs":
-                raise
-            outcome = _highs_outcome(model)
-    if solver == "highs":
-        iterations = int(model.solverModel.getInfo().simplex_iteration_count)
-        search.charge(max(iterations * MIP_WORK_PER_LP_ITERATION
-                          * clock.lp_iteration_seconds(rows, nonzeros),
-                          nonzeros * MIP_SECONDS_PER_NONZERO))
-    else:  # CBC: the work allowed, or, once optimality is proved, its start and the model's size
-        search.charge(work if outcome.status != "optimal" else min(
-            work, CBC_START_SECONDS + nonzeros * MIP_SECONDS_PER_NONZERO))
-    return outcome
 
 
 @dataclass(frozen=True)
@@ -143,26 +87,6 @@ class TransferPlan:
     bound: float | None = None  # the solver's bound on the moves' disruption, in units of
     # the mean disruption of a paid move (paid moves when counting units); None if unknown
     depth: int = 0  # how far in from a border the plan could take units
-
-
-def _highs_outcome(model: pulp.LpProblem) -> MipOutcome:
-    """Status, objective and bound of a HiGHS solve that stopped at its node limit."""
-    import highspy
-
-    highs = model.solverModel
-    info = highs.getInfo()
-    if info.primal_solution_status != 2:
-        return MipOutcome("no_solution", None, None, 0.0)
-    bound = info.mip_dual_bound
-    if not np.isfinite(bound):
-        bound = None
-    elif model.sense == pulp.LpMaximize:
-        bound = -bound + model.objective.constant
-    else:
-        bound = bound + model.objective.constant
-    optimal = highs.getModelStatus() == highspy.HighsModelStatus.kOptimal
-    return MipOutcome("optimal" if optimal else "feasible", pulp.value(model.objective), bound,
-                      0.0)
 
 
 def _border_units(local: LocalSearch, adjacency, u: int, v: int) -> list[int]:

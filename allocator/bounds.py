@@ -15,11 +15,19 @@ of balance measure ``m``:
          sigma_s <= lambda_l h_s + sum_i phi_i(lambda_l) x_is     every site s, price l
          sigma <= sum_s sigma_s;  sigma <= S_j + lambda_j (hours - E_j)   every tangent j
          people cost + travel <= budget
-         x_is <= n_s                                              (the strong link)
+         k_i(N_lo) x_is <= n_s                                    (the strong link)
          0 <= x, keep <= 1, 0 <= hire_s <= max_hires_s.
 
 Every plan with a head count in the range is feasible for it, so its value bounds them all; a
 single head count is the range ``[N, N]``.
+
+``k_i(N)`` is the fewest reps a territory holding unit ``i`` can have: a unit heavier than the
+most one rep may carry (``(1 + tau_m) W_m / N``) needs a team, and the team size is a whole
+number. The plain link ``x_is <= n_s`` lets the LP staff Harris County with 2.1 reps and fill
+the rest of the territory's band with a fraction of the unit; an integer plan needs 3 reps there
+and the workload to match. The LP alone moves little (it splits the county over several
+sites, each share small); once branching (:mod:`allocator.branching`) places the county, the
+link makes its site a team of 3. On by ``teams`` (small maps; else ``k_i = 1``).
 
 The LP is kept in one HiGHS model and grown between warm-started solves:
 
@@ -85,9 +93,9 @@ class HeadcountLp:
     """
 
     def __init__(self, scenario: Scenario, problem: AlignmentProblem, curve: ResponseCurve,
-                 start_k: int = 12) -> None:
+                 start_k: int = 12, teams: bool = False) -> None:
         s = scenario.settings
-        self.scenario, self.problem = scenario, problem
+        self.scenario, self.problem, self.curve = scenario, problem, curve
         n_min, n_max = s.strategy.headcount.min, s.strategy.headcount.max
         n = self.n = scenario.n_units
         sites = self.sites = scenario.sites["unit"].to_numpy()
@@ -230,17 +238,19 @@ class HeadcountLp:
         self.nnz = len(val)
         self.n_lo = self.n_hi = -1
         self.last_y: np.ndarray | None = None  # row duals of the last optimal solve
+        # pairs in the model (column x0 + k) and the pairs with a strong-link row
+        self.pairs = np.zeros((0, 2), dtype=np.int64)
+        self.in_model = np.zeros((n, S), dtype=bool)
+        self.linked = np.zeros(0, dtype=bool)
+        self.link_of = np.zeros(0, dtype=np.int64)  # row of each linked pair's strong link
+        self.teams = teams
+        self.team = np.ones(n)  # k_i: the strong link's coefficient of each unit
         self.set_range(n_min, n_max)
 
         # price rows added where the grid was loose: site, price, row, phi of every unit
         self.cut_site = np.zeros(0, dtype=np.int64)
         self.cut_row = np.zeros(0, dtype=np.int64)
         self.cut_phi = np.zeros((n, 0))
-        # pairs in the model (column x0 + k) and the pairs with a strong-link row
-        self.pairs = np.zeros((0, 2), dtype=np.int64)
-        self.in_model = np.zeros((n, S), dtype=bool)
-        self.linked = np.zeros(0, dtype=bool)
-        self.link_of = np.zeros(0, dtype=np.int64)  # row of each linked pair's strong link
         near = scenario.coordinates.nearest(np.arange(n), sites, min(start_k, S))
         pu = np.repeat(np.arange(n), near.shape[1])
         ps = near.ravel()
@@ -269,9 +279,50 @@ class HeadcountLp:
                 self.h.changeCoeff(int(self.r_bal_u + site * self.M + m), int(self.hcol[site]), -up)
                 self.h.changeCoeff(int(self.r_bal_l + site * self.M + m), int(self.hcol[site]), -lo)
         self.h.changeRowBounds(int(self.r_head), float(n_lo), float(n_hi))
+        # team sizes at the range's lowest head count (its reps carry the most each)
+        team = self.team_sizes(n_lo) if self.teams else self.team
+        changed = np.flatnonzero(self.linked & (team[self.pairs[:, 0]] != self.team[self.pairs[:, 0]]))
+        self.team = team
+        for k in changed:
+            self.h.changeCoeff(int(self.link_of[k]), int(self.x0 + k), float(team[self.pairs[k, 0]]))
         # the fewest managers of the range: a bound for every head count in it
         self.constant = self.R * econ.release_cost + econ.managers(n_lo) * econ.manager_cost
         self.h.changeRowBounds(int(self.r_budget), -INF, float(s.strategy.budget - self.constant))
+
+    def team_sizes(self, headcount: int) -> np.ndarray:
+        """``k_i``: the fewest reps of a territory holding unit ``i`` when the organisation has
+        ``headcount`` reps or more (1 for a unit one rep can carry)."""
+        carry = (1 + self.problem.tolerance) * self.totals / headcount  # (M,) most per rep
+        with np.errstate(divide="ignore", invalid="ignore"):
+            need = np.where(carry > 0, self.problem.measures / carry, 0.0)
+        # rounding down a hair only weakens the link
+        return np.maximum(1.0, np.ceil(need.max(axis=1) - 1e-6))
+
+    def fix_units(self, fixed) -> list[tuple[int, np.ndarray]]:
+        """Place each unit of ``fixed`` (unit, site) at its site for the next solves: its other
+        pairs get an upper bound of zero and are not priced in. Returns what
+        :meth:`unfix_units` needs to undo it."""
+        saved = [(int(i), self.allowed[i].copy()) for i, _ in fixed]
+        for i, s in fixed:
+            if not self.in_model[i, s]:
+                self.add_pairs(np.array([i]), np.array([s]))
+            self.allowed[i] = False
+            self.allowed[i, s] = True
+        self._set_pair_bounds([i for i, _ in fixed])
+        return saved
+
+    def unfix_units(self, saved: list[tuple[int, np.ndarray]]) -> None:
+        for i, allowed in saved:
+            self.allowed[i] = allowed
+        self._set_pair_bounds([i for i, _ in saved])
+
+    def _set_pair_bounds(self, units) -> None:
+        """Upper bound 1 on the pair columns of ``units`` the plan may use, 0 on the others."""
+        cols = np.flatnonzero(np.isin(self.pairs[:, 0], np.asarray(units, dtype=np.int64)))
+        if len(cols):
+            upper = self.allowed[self.pairs[cols, 0], self.pairs[cols, 1]].astype(float)
+            self.h.changeColsBounds(len(cols), (self.x0 + cols).astype(np.int32),
+                                    np.zeros(len(cols)), upper)
 
     # -- growing the model -------------------------------------------------------------------
 
@@ -332,12 +383,13 @@ class HeadcountLp:
         return first + np.arange(K)
 
     def add_links(self, which: np.ndarray) -> None:
-        """State the strong link ``x_is <= n_s`` of the pairs at positions ``which``."""
+        """State the strong link ``k_i x_is <= n_s`` of the pairs at positions ``which``."""
         if len(which) == 0:
             return
         columns = [np.concatenate([[self.x0 + k], self.kcol[self.site_reps[s]], [self.hcol[s]]])
                    for k, s in zip(which, self.pairs[which, 1], strict=True)]
-        values = [np.concatenate([[1.0], -np.ones(len(c) - 1)]) for c in columns]
+        values = [np.concatenate([[self.team[self.pairs[k, 0]]], -np.ones(len(c) - 1)])
+                  for k, c in zip(which, columns, strict=True)]
         self.link_of[which] = self._add_rows(columns, values)
         self.linked[which] = True
 
@@ -526,7 +578,8 @@ class HeadcountLp:
         rc = (self.travel * (1.0 - y[self.r_budget]) - y[:self.n, None] - self.a @ (yu + yl).T
               + self.phi @ y[self.r_terr:self.r_terr + S * L].reshape(S, L).T)
         linked = np.flatnonzero(self.linked)
-        rc[self.pairs[linked, 0], self.pairs[linked, 1]] -= y[self.link_of[linked]]
+        units = self.pairs[linked, 0]
+        rc[units, self.pairs[linked, 1]] -= self.team[units] * y[self.link_of[linked]]
         np.add.at(rc, (slice(None), self.cut_site), self.cut_phi * y[self.cut_row])
         return rc
 
@@ -593,7 +646,8 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
         rc[~model.allowed] = np.inf  # a locked unit may only join its rep's site
         # Farley: any solution of the relaxation with all columns costs at least
         # y.b + (rc of the other columns as now) + each unit's least pair rc
-        used = float((rc[pu, ps] * xp).sum())
+        ok = model.allowed[pu, ps]  # pairs a fixing closed sit at zero
+        used = float((rc[pu[ok], ps[ok]] * xp[ok]).sum())
         value = z + used - float(rc.min(axis=1).sum())
         staffed = np.zeros(S)
         np.add.at(staffed, model.rep_site, x[model.kcol])
@@ -613,7 +667,7 @@ def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount:
         # strong links the solution violates
         cuts = np.empty(0, dtype=np.int64)
         if strong_links:
-            excess = xp - staffed[ps]
+            excess = model.team[pu] * xp - staffed[ps]
             cuts = np.flatnonzero((excess > 1e-6) & ~model.linked)
             cuts = cuts[np.argsort(-excess[cuts], kind="stable")][:links_per_round]
         # sites whose sales the fixed grid of prices bounds loosely: once the pairs and links

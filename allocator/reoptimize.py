@@ -1539,7 +1539,7 @@ def tradeoff_curve(search: Reoptimizer, start: np.ndarray, points: int,
                      "objective": contribution,
                      "assignment": current.copy()})
         note(f"trade-off point {k + 1}/{points}: cap {_fmt(float(c), search.measure)}, "
-             f"{int(moved.sum())} unit(s) moved, objective {contribution:,.0f}")
+             f"{int(moved.sum())} unit(s) moved, margin less travel {contribution:,.0f}")
     search.weight, search.cap_int, search.cap = weight, cap_int, cap
     return pd.DataFrame(rows)
 

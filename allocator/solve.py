@@ -38,6 +38,7 @@ from allocator.formulation import build_headcount_mip, hint_flows
 from allocator.improve import TerritorySales, lns, merge_repair, move_hire_repair, sales_moves
 from allocator.solvers import solve_mip
 from allocator.bounds import HeadcountLp, headcount_lp_bound
+from allocator.branching import HeadcountBranching
 from allocator.checker import assert_plan
 from allocator.diagnose import check_specification, diagnose_specification
 from allocator.exceptions import InfeasibleError, NoSolutionError
@@ -111,7 +112,10 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
                               diagnosis=diagnose_sizing(scenario, bounds))
     problem = AlignmentProblem.from_scenario(scenario)
     # one LP for every head count and range: pairs and links priced in once serve them all
-    lp_model = HeadcountLp(scenario, problem, curve)
+    large = not whole_model_fits(problem)
+    # team sizes in the strong links serve the branching of small maps; on a large map they
+    # leave the staffing LP harder to round to a balanced plan in its time
+    lp_model = HeadcountLp(scenario, problem, curve, teams=not large)
     rng = np.random.default_rng(spec.seed)
     order = sorted(feasible, key=lambda b: (-b.value_bound, b.headcount))
     best: Plan | None = None
@@ -120,7 +124,6 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
     cheapest = min([econ.hire_cost, *econ.rep_cost])
     # the end of the limit bounds the head counts not planned (never more than 20 s of work)
     planning_deadline = deadline - min(RANGE_SHARE * spec.time_limit, 20.0)
-    large = not whole_model_fits(problem)
     rank = -1
     while order:
         rank += 1
@@ -171,11 +174,15 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
                  f"{polished.objective():,.0f}")
             best = polished
     ranges: dict[int, tuple[float, str]] = {}
+    branched: dict[int, tuple[float, int]] = {}
     if best is not None:
         ranges = bound_ranges(scenario, problem, curve, bounds, evaluated, best.objective(),
                               spec.gap, deadline, note, lp_model)
+        if not large:
+            branched = branch_bounds(bounds, evaluated, ranges, best.objective(), spec.gap,
+                                     deadline, note, lp_model)
     runtime = clock.now() - started
-    sizing = sizing_table(bounds, evaluated, ranges)
+    sizing = sizing_table(bounds, evaluated, ranges, branched)
     if best is None:
         raise NoSolutionError("no plan found within the time limit; raise solver.time_limit or "
                               "loosen alignment.balance tolerance")
@@ -228,6 +235,12 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
                                    time_limit=min(10.0, max(0.5, 0.5 * lp_share
                                                             * (until - clock.now()))))
         info["lp_bound"] = min(lp.value, tight.value)
+        # one level of branching on the heaviest unit the LP splits: its best child's staffing
+        # gives that unit a whole team
+        tree = HeadcountBranching(lp_model, n, info["lp_bound"])
+        tree.expand_root(clock.now() + max(0.5, 0.5 * lp_share * (until - clock.now())))
+        info["lp_bound"] = min(info["lp_bound"], tree.bound())
+        info["tree"] = tree
     if info["lp_bound"] <= incumbent + spec.gap * abs(incumbent):
         info["pruned"] = True
         note(f"N={n}: pruned, its LP bound {info['lp_bound']:,.0f} cannot beat {incumbent:,.0f}")
@@ -238,22 +251,28 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
         note(f"N={n}: its LP was not solved in its time; left to the range bounds")
         return None, info
     econ = economics(scenario)
-    staffings = []
+    staffings = []  # (label, staffing)
+    branched = info["tree"].staffing() if "tree" in info else None
+    if branched is not None:
+        staffings.append(("LP-rounded after branching", staffing_from_lp(problem, n, *branched)))
     if lp.keep is not None:
-        staffings.append(staffing_from_lp(problem, n, lp.keep, lp.hire))
+        staffings.append(("LP-rounded", staffing_from_lp(problem, n, lp.keep, lp.hire)))
     kept = choose_reps(problem, bound.kept, curve.marginal(bound.hours), s.strategy.margin,
                        econ.rep_hours, econ.rep_cost, econ.release_cost)
     try:
-        staffings.append(place_hires(problem, kept, bound.hires, rng))
+        staffings.append(("k-means", place_hires(problem, kept, bound.hires, rng)))
     except ValueError:  # the team limit leaves fewer hire places beside these kept reps
         pass
-    # a staffing rounded short of places (team limits) is not one of this head count
-    staffings = [st for st in staffings if st.headcount == n]
+    # a staffing rounded short of places (team limits) is not one of this head count, and one
+    # rounded to the same places as an earlier one is not tried again
+    staffings = [(label, st) for label, st in staffings if st.headcount == n]
+    staffings = [item for k, item in enumerate(staffings)
+                 if _staffing_key(item[1]) not in [_staffing_key(o[1]) for o in staffings[:k]]]
     if not staffings:
         note(f"N={n}: no staffing fits the hire places and team limits")
         return None, info
     plan = None
-    for attempt, staffing in enumerate(staffings):
+    for attempt, (label, staffing) in enumerate(staffings):
         staffing = ensure_site_capacity(problem, staffing)
         # the first staffing gets most of the time; a second one is tried if it cannot balance
         stop = until if attempt == len(staffings) - 1 else \
@@ -297,8 +316,7 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
                                        s.alignment.contiguity)
             info.update(stats)
             search = LocalSearch(problem, staffing, moved, s.alignment.contiguity)
-        note(f"N={n}: staffing {'LP-rounded' if attempt == 0 and lp.keep is not None else 'k-means'}"
-             f", {len(staffing.sites)} territories, balance violation {search.violation():.3g}")
+        note(f"N={n}: staffing {label}, {len(staffing.sites)} territories, balance violation {search.violation():.3g}")
         if search.violation() <= 1e-9:
             plan = make_plan(scenario, problem, staffing, search.assignment)
             break
@@ -319,6 +337,11 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
         return None, info
     info["objective"] = plan.objective()
     return plan, info
+
+
+def _staffing_key(staffing) -> tuple:
+    return (tuple(int(u) for u in staffing.sites), tuple(int(h) for h in staffing.hires),
+            tuple(tuple(int(r) for r in reps) for reps in staffing.reps))
 
 
 def solve_whole(scenario: Scenario, problem: AlignmentProblem, curve: ResponseCurve, n: int,
@@ -460,22 +483,67 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
     return out
 
 
+def branch_bounds(bounds, evaluated: dict[int, dict], ranges: dict[int, tuple[float, str]],
+                  objective: float, gap: float, deadline: float, note: Progress,
+                  lp_model: HeadcountLp) -> dict[int, tuple[float, int]]:
+    """Lower the bounds still above the best plan (within the gap) by branching on where the
+    heavy units go (:mod:`allocator.branching`), until ``deadline``; small maps only (each node
+    is an LP over all pairs).
+
+    The head count of largest bound takes the next step, so the work goes where the reported
+    bound is decided. Returns each branched head count's bound and the LPs it took.
+    """
+    target = objective + gap * abs(objective)
+    current: dict[int, float] = {}
+    for b in bounds:
+        if b.feasible:
+            info = evaluated.get(b.headcount, {})
+            current[b.headcount] = min(b.value_bound, info.get("lp_bound", math.inf),
+                                       ranges.get(b.headcount, (math.inf, ""))[0])
+    trees: dict[int, HeadcountBranching] = {}
+    done: set[int] = set()
+    while clock.now() < deadline - 0.5:
+        open_counts = [n for n in current if n not in done]
+        if not open_counts:
+            break
+        n = max(open_counts, key=lambda m: (current[m], -m))
+        if current[n] <= target or current[n] < max(current.values()):
+            break  # within the gap, or a head count that branching cannot lower holds the bound
+        tree = trees.get(n)
+        if tree is None:
+            tree = evaluated.get(n, {}).get("tree") or HeadcountBranching(lp_model, n, current[n])
+            trees[n] = tree
+        if not tree.step(deadline):
+            done.add(n)
+        current[n] = min(current[n], tree.bound())
+    out = {n: (tree.bound(), tree.solves) for n, tree in trees.items()}
+    if out:
+        note("branching on the heavy units' sites: "
+             + ", ".join(f"N={n} {bound:,.0f} ({solves} LPs)"
+                         for n, (bound, solves) in sorted(out.items())))
+    return out
+
+
 def _range_label(lo: int, hi: int) -> str:
     return f"{lo}-{hi}" if hi > lo else str(lo)
 
 
 def sizing_table(bounds, evaluated: dict[int, dict],
-                 ranges: dict[int, tuple[float, str]] | None = None) -> pd.DataFrame:
+                 ranges: dict[int, tuple[float, str]] | None = None,
+                 branched: dict[int, tuple[float, int]] | None = None) -> pd.DataFrame:
     rows = []
-    ranges = ranges or {}
+    ranges, branched = ranges or {}, branched or {}
     for b in bounds:
         info = evaluated.get(b.headcount, {})
         lp = info.get("lp_bound", math.inf)
         lp_range, label = ranges.get(b.headcount, (math.inf, None))
+        branch, nodes = branched.get(b.headcount, (math.inf, None))
         rows.append(dict(headcount=b.headcount, feasible=b.feasible, kept=b.kept, hires=b.hires,
                          sizing_bound=b.value_bound, lp_bound=lp if info else None,
                          range_bound=lp_range if label else None, lp_range=label,
-                         bound=min(b.value_bound, lp, lp_range), objective=info.get("objective"),
+                         branch_bound=branch if nodes is not None else None, branch_lps=nodes,
+                         bound=min(b.value_bound, lp, lp_range, branch),
+                         objective=info.get("objective"),
                          over_budget=info.get("over_budget"), reason=b.reason))
     return pd.DataFrame(rows)
 

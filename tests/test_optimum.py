@@ -82,6 +82,17 @@ INSTANCES = [
                      "alignment": {"balance": [{"measure": "workload", "tolerance": 0.2}]}},
     },
     {
+        # U1 holds more work than one rep may carry (3 reps: mean 767 h, at most 920 h per rep):
+        # its territory needs a team of two, R1 and the hire at U1
+        "id": "grid2x3-heavy-unit-needs-a-team",
+        "rows": 2, "cols": 3,
+        "workload": [1000, 250, 300, 250, 200, 300],
+        "potential": [2.4e6, 0.6e6, 0.9e6, 0.7e6, 0.5e6, 0.8e6],
+        "sites": [("U1", 1), ("U3", 1), ("U6", 1)],
+        "settings": {"strategy": {"budget": 400000, "headcount": {"min": 3, "max": 3}},
+                     "alignment": {"balance": [{"measure": "workload", "tolerance": 0.2}]}},
+    },
+    {
         # infeasible by construction: the budget does not pay for the minimum head count
         "id": "grid2x2-budget-below-minimum",
         "rows": 2, "cols": 2,

@@ -4,7 +4,9 @@ The search runs over head counts. For every head count ``N`` the sizing bound ``
 response, cheapest people) is known at once; head counts are visited best bound first and each
 gets a plan:
 
-1. choose the existing reps worth keeping and place the hires (weighted k-means on hire sites);
+1. staff it: round the LP relaxation's staffing (on a small map, that of the best child of a
+   branching on the heaviest unit the LP splits, :mod:`allocator.branching`), or keep the
+   existing reps worth keeping and place the hires (weighted k-means on hire sites);
 2. align: balanced LP over pruned pairs (HiGHS), rounding, contiguity repair, local search; then
    alternate with a location step that moves hires to the best site of their territory (Hess);
 3. improve with the chosen solver (CP-SAT, HiGHS or CBC): the whole integer program when it is
@@ -16,8 +18,8 @@ Visiting stops when every head count left has ``UB(N)`` below the best plan (wit
 The last part of the time limit bounds the head counts not visited by *ranges* of head counts
 (the balance rows relaxed to the range's ends): the Lagrangian of the last LP's duals first, then
 LP rounds for the range that decides the reported bound. Both know the geography the sizing
-bound ignores. The reported bound is the largest bound over all head counts, so the gap
-covers the sizing too.
+bound ignores. On a small map the head count that decides the bound then branches further.
+The reported bound is the largest bound over all head counts, so the gap covers the sizing too.
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
                      + [c for c in order if c.headcount > fewer])
         if plan is not None:
             note(f"N={b.headcount}: objective {plan.objective():,.0f}, "
-                 f"bound {min(info['lp_bound'], b.value_bound):,.0f}")
+                 f"bound {min(_bound_of(info), b.value_bound):,.0f}")
             if best is None or plan.objective() > best.objective():
                 best = plan
     if best is not None and not large and clock.now() < planning_deadline - 2.0:
@@ -239,11 +241,10 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
         # gives that unit a whole team
         tree = HeadcountBranching(lp_model, n, info["lp_bound"])
         tree.expand_root(clock.now() + max(0.5, 0.5 * lp_share * (until - clock.now())))
-        info["lp_bound"] = min(info["lp_bound"], tree.bound())
         info["tree"] = tree
-    if info["lp_bound"] <= incumbent + spec.gap * abs(incumbent):
+    if _bound_of(info) <= incumbent + spec.gap * abs(incumbent):
         info["pruned"] = True
-        note(f"N={n}: pruned, its LP bound {info['lp_bound']:,.0f} cannot beat {incumbent:,.0f}")
+        note(f"N={n}: pruned, its bound {_bound_of(info):,.0f} cannot beat {incumbent:,.0f}")
         return None, info
     if lp.keep is None and math.isfinite(incumbent):
         # without the LP's staffing a plan here rarely balances: the time is better spent
@@ -316,7 +317,8 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
                                        s.alignment.contiguity)
             info.update(stats)
             search = LocalSearch(problem, staffing, moved, s.alignment.contiguity)
-        note(f"N={n}: staffing {label}, {len(staffing.sites)} territories, balance violation {search.violation():.3g}")
+        note(f"N={n}: staffing {label}, {len(staffing.sites)} territories, "
+             f"balance violation {search.violation():.3g}")
         if search.violation() <= 1e-9:
             plan = make_plan(scenario, problem, staffing, search.assignment)
             break
@@ -337,6 +339,12 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
         return None, info
     info["objective"] = plan.objective()
     return plan, info
+
+
+def _bound_of(info: dict) -> float:
+    """The bound of a planned head count: its LP's, or its branching's where lower."""
+    tree = info.get("tree")
+    return min(info.get("lp_bound", math.inf), tree.bound() if tree is not None else math.inf)
 
 
 def _staffing_key(staffing) -> tuple:
@@ -419,7 +427,7 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
     start: dict[int, float] = {}
     for b in bounds:
         info = evaluated.get(b.headcount, {})
-        bound = min(b.value_bound, info.get("lp_bound", math.inf))
+        bound = min(b.value_bound, _bound_of(info))
         if b.feasible and bound > target and not info.get("lp_exact"):
             start[b.headcount] = bound
     open_counts = sorted(start)
@@ -498,9 +506,10 @@ def branch_bounds(bounds, evaluated: dict[int, dict], ranges: dict[int, tuple[fl
     for b in bounds:
         if b.feasible:
             info = evaluated.get(b.headcount, {})
-            current[b.headcount] = min(b.value_bound, info.get("lp_bound", math.inf),
+            current[b.headcount] = min(b.value_bound, _bound_of(info),
                                        ranges.get(b.headcount, (math.inf, ""))[0])
-    trees: dict[int, HeadcountBranching] = {}
+    # the head counts planned carry one level of branching already
+    trees = {n: info["tree"] for n, info in evaluated.items() if "tree" in info}
     done: set[int] = set()
     while clock.now() < deadline - 0.5:
         open_counts = [n for n in current if n not in done]
@@ -509,10 +518,9 @@ def branch_bounds(bounds, evaluated: dict[int, dict], ranges: dict[int, tuple[fl
         n = max(open_counts, key=lambda m: (current[m], -m))
         if current[n] <= target or current[n] < max(current.values()):
             break  # within the gap, or a head count that branching cannot lower holds the bound
-        tree = trees.get(n)
-        if tree is None:
-            tree = evaluated.get(n, {}).get("tree") or HeadcountBranching(lp_model, n, current[n])
-            trees[n] = tree
+        if n not in trees:
+            trees[n] = HeadcountBranching(lp_model, n, current[n])
+        tree = trees[n]
         if not tree.step(deadline):
             done.add(n)
         current[n] = min(current[n], tree.bound())

@@ -23,11 +23,10 @@ single head count is the range ``[N, N]``.
 
 ``k_i(N)`` is the fewest reps a territory holding unit ``i`` can have: a unit heavier than the
 most one rep may carry (``(1 + tau_m) W_m / N``) needs a team, and the team size is a whole
-number. The plain link ``x_is <= n_s`` lets the LP staff Harris County with 2.1 reps and fill
-the rest of the territory's band with a fraction of the unit; an integer plan needs 3 reps there
-and the workload to match. The LP alone moves little (it splits the county over several
-sites, each share small); once branching (:mod:`allocator.branching`) places the county, the
-link makes its site a team of 3. On by ``teams`` (small maps; else ``k_i = 1``).
+number (Harris County, 2.5 reps' work at 14 Texas reps, needs 3). In the LP alone it moves
+little: the LP splits such a unit over several sites, each share small. Once branching
+(:mod:`allocator.branching`) places the unit whole, the link makes its site a team of 3 where
+the balance rows alone allow 2.5. On with ``teams`` (small maps; else ``k_i = 1``).
 
 The LP is kept in one HiGHS model and grown between warm-started solves:
 
@@ -281,22 +280,26 @@ class HeadcountLp:
         self.h.changeRowBounds(int(self.r_head), float(n_lo), float(n_hi))
         # team sizes at the range's lowest head count (its reps carry the most each)
         team = self.team_sizes(n_lo) if self.teams else self.team
-        changed = np.flatnonzero(self.linked & (team[self.pairs[:, 0]] != self.team[self.pairs[:, 0]]))
-        self.team = team
-        for k in changed:
-            self.h.changeCoeff(int(self.link_of[k]), int(self.x0 + k), float(team[self.pairs[k, 0]]))
+        unit = self.pairs[:, 0]
+        self.team, old = team, self.team
+        for k in np.flatnonzero(self.linked & (team[unit] != old[unit])):
+            self.h.changeCoeff(int(self.link_of[k]), int(self.x0 + k), float(team[unit[k]]))
         # the fewest managers of the range: a bound for every head count in it
         self.constant = self.R * econ.release_cost + econ.managers(n_lo) * econ.manager_cost
         self.h.changeRowBounds(int(self.r_budget), -INF, float(s.strategy.budget - self.constant))
 
+    def reps_of_work(self, headcount: int) -> np.ndarray:
+        """Each unit's work in reps at ``headcount`` reps: its largest measure over the most one
+        rep may carry, ``(1 + tau_m) W_m / N``."""
+        carry = (1 + self.problem.tolerance) * self.totals / headcount  # (M,)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(carry > 0, self.problem.measures / carry, 0.0).max(axis=1)
+
     def team_sizes(self, headcount: int) -> np.ndarray:
         """``k_i``: the fewest reps of a territory holding unit ``i`` when the organisation has
         ``headcount`` reps or more (1 for a unit one rep can carry)."""
-        carry = (1 + self.problem.tolerance) * self.totals / headcount  # (M,) most per rep
-        with np.errstate(divide="ignore", invalid="ignore"):
-            need = np.where(carry > 0, self.problem.measures / carry, 0.0)
         # rounding down a hair only weakens the link
-        return np.maximum(1.0, np.ceil(need.max(axis=1) - 1e-6))
+        return np.maximum(1.0, np.ceil(self.reps_of_work(headcount) - 1e-6))
 
     def fix_units(self, fixed) -> list[tuple[int, np.ndarray]]:
         """Place each unit of ``fixed`` (unit, site) at its site for the next solves: its other

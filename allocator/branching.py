@@ -52,10 +52,7 @@ class HeadcountBranching:
         self.leaves: list[Node] = [Node(bound, ())]
         self.solves = 0
         self.expanded = 0
-        # how many reps' work each unit holds at this head count (largest over the measures)
-        carry = (1 + model.problem.tolerance) * model.totals / headcount
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self.weight = np.where(carry > 0, model.problem.measures / carry, 0.0).max(axis=1)
+        self.weight = model.reps_of_work(headcount)
 
     def bound(self) -> float:
         return max((leaf.bound for leaf in self.leaves), default=-math.inf)
@@ -74,10 +71,6 @@ class HeadcountBranching:
                                           not all(leaf.solved for leaf in self.leaves)):
             if not self.step(deadline):
                 break
-
-    def finished(self) -> bool:
-        """Every leaf is solved and none splits a unit: branching has nothing left to do."""
-        return all(leaf.solved and leaf.unit < 0 for leaf in self.leaves)
 
     def step(self, deadline: float) -> bool:
         """Solve or expand the leaf of largest bound; False when nothing is left to do."""

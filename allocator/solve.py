@@ -4,9 +4,10 @@ The search runs over head counts. For every head count ``N`` the sizing bound ``
 response, cheapest people) is known at once; head counts are visited best bound first and each
 gets a plan:
 
-1. staff it: round the LP relaxation's staffing (on a small map, that of the best child of a
-   branching on the heaviest unit the LP splits, :mod:`allocator.branching`), or keep the
-   existing reps worth keeping and place the hires (weighted k-means on hire sites);
+1. staff it: round the LP relaxation's staffing (on a small map, also that of the best child
+   of a branching on the heaviest unit the LP splits, :mod:`allocator.branching`, and keep the
+   better plan), or keep the existing reps worth keeping and place the hires (weighted
+   k-means on hire sites);
 2. align: balanced LP over pruned pairs (HiGHS), rounding, contiguity repair, local search; then
    alternate with a location step that moves hires to the best site of their territory (Hess);
 3. improve with the chosen solver (CP-SAT, HiGHS or CBC): the whole integer program when it is

@@ -524,12 +524,18 @@ def staffing_from_lp(problem: AlignmentProblem, headcount: int, keep_value: np.n
     return staffing_from(homes[kept], kept, hire_sites)
 
 
+def reps_of_work(problem: AlignmentProblem, headcount: int) -> np.ndarray:
+    """Each unit's work in reps at ``headcount`` reps: ``max_m a_im / ((1 + tau_m) omega_m)``,
+    its largest measure over the most one rep may carry."""
+    per_rep = (1 + problem.tolerance) * problem.measures.sum(axis=0) / headcount
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(per_rep > 0, problem.measures / per_rep, 0.0).max(axis=1)
+
+
 def site_needs(problem: AlignmentProblem, headcount: int) -> np.ndarray:
     """Reps a territory needs at least so that its own site unit fits: per unit of ``problem``,
     ``max_m ceil(a_im / ((1 + tau_m) omega_m))``."""
-    omega = problem.measures.sum(axis=0) / headcount
-    per_rep = (1 + problem.tolerance) * omega
-    return np.maximum(1, np.ceil(problem.measures / per_rep - 1e-9).max(axis=1)).astype(np.int64)
+    return np.maximum(1, np.ceil(reps_of_work(problem, headcount) - 1e-9)).astype(np.int64)
 
 
 def ensure_site_capacity(problem: AlignmentProblem, staffing: Staffing) -> Staffing:

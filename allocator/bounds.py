@@ -53,7 +53,7 @@ import numpy as np
 from scipy import sparse
 
 from allocator import clock
-from allocator.alignment import AlignmentProblem
+from allocator.alignment import AlignmentProblem, reps_of_work
 from allocator.response import conjugate, price_grid, tightest_prices
 from allocator.scenario import Scenario
 from allocator.sizing import ResponseCurve, economics
@@ -288,18 +288,11 @@ class HeadcountLp:
         self.constant = self.R * econ.release_cost + econ.managers(n_lo) * econ.manager_cost
         self.h.changeRowBounds(int(self.r_budget), -INF, float(s.strategy.budget - self.constant))
 
-    def reps_of_work(self, headcount: int) -> np.ndarray:
-        """Each unit's work in reps at ``headcount`` reps: its largest measure over the most one
-        rep may carry, ``(1 + tau_m) W_m / N``."""
-        carry = (1 + self.problem.tolerance) * self.totals / headcount  # (M,)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(carry > 0, self.problem.measures / carry, 0.0).max(axis=1)
-
     def team_sizes(self, headcount: int) -> np.ndarray:
         """``k_i``: the fewest reps of a territory holding unit ``i`` when the organisation has
-        ``headcount`` reps or more (1 for a unit one rep can carry)."""
-        # rounding down a hair only weakens the link
-        return np.maximum(1.0, np.ceil(self.reps_of_work(headcount) - 1e-6))
+        ``headcount`` reps or more (1 for a unit one rep can carry); a wider margin than
+        :func:`allocator.alignment.site_needs`, as rounding down a hair only weakens the link."""
+        return np.maximum(1.0, np.ceil(reps_of_work(self.problem, headcount) - 1e-6))
 
     def fix_units(self, fixed) -> list[tuple[int, np.ndarray]]:
         """Place each unit of ``fixed`` (unit, site) at its site for the next solves: its other

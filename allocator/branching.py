@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from allocator import clock
+from allocator.alignment import reps_of_work
 from allocator.bounds import HeadcountLp, headcount_lp_bound
 
 # a unit whose largest share of one site is below 1 - this is split
@@ -52,7 +53,7 @@ class HeadcountBranching:
         self.leaves: list[Node] = [Node(bound, ())]
         self.solves = 0
         self.expanded = 0
-        self.weight = model.reps_of_work(headcount)
+        self.weight = reps_of_work(model.problem, headcount)
 
     def bound(self) -> float:
         return max((leaf.bound for leaf in self.leaves), default=-math.inf)
@@ -117,9 +118,7 @@ class HeadcountBranching:
         pu, ps = model.pairs[:, 0], model.pairs[:, 1]
         main = np.zeros(model.n)
         np.maximum.at(main, pu, xp)
-        fixed = [i for i, _ in node.fixed]
-        score = self.weight * (1.0 - main)
-        score[fixed] = 0.0
+        score = self.weight * (1.0 - main)  # a fixed unit sits whole at its site: 0
         score[main >= 1.0 - SPLIT] = 0.0
         if not (score > 0).any():
             node.unit = -1

@@ -253,37 +253,41 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
         note(f"N={n}: its LP was not solved in its time; left to the range bounds")
         return None, info
     econ = economics(scenario)
-    staffings = []  # (label, staffing)
+    candidates = []  # (label, staffing, rounded from an LP)
     branched = info["tree"].staffing() if "tree" in info else None
     if branched is not None:
-        staffings.append(("LP-rounded after branching", staffing_from_lp(problem, n, *branched)))
+        candidates.append(("LP-rounded after branching",
+                           staffing_from_lp(problem, n, *branched), True))
     if lp.keep is not None:
-        staffings.append(("LP-rounded", staffing_from_lp(problem, n, lp.keep, lp.hire)))
+        candidates.append(("LP-rounded", staffing_from_lp(problem, n, lp.keep, lp.hire), True))
     kept = choose_reps(problem, bound.kept, curve.marginal(bound.hours), s.strategy.margin,
                        econ.rep_hours, econ.rep_cost, econ.release_cost)
     try:
-        staffings.append(("k-means", place_hires(problem, kept, bound.hires, rng)))
+        candidates.append(("k-means", place_hires(problem, kept, bound.hires, rng), False))
     except ValueError:  # the team limit leaves fewer hire places beside these kept reps
         pass
     # a staffing rounded short of places (team limits) is not one of this head count, and one
     # rounded to the same places as an earlier one is not tried again
-    staffings = [(label, st) for label, st in staffings if st.headcount == n]
-    staffings = [item for k, item in enumerate(staffings)
-                 if _staffing_key(item[1]) not in [_staffing_key(o[1]) for o in staffings[:k]]]
+    staffings, seen = [], set()
+    for label, st, from_lp in candidates:
+        key = _staffing_key(st)
+        if st.headcount == n and key not in seen:
+            seen.add(key)
+            staffings.append((label, st, from_lp))
     if not staffings:
         note(f"N={n}: no staffing fits the hire places and team limits")
         return None, info
     plan = None
-    for attempt, (label, staffing) in enumerate(staffings):
-        if plan is not None and label == "k-means":
+    for attempt, (label, staffing, from_lp) in enumerate(staffings):
+        if plan is not None and not from_lp:
             break  # k-means stands in for LP staffings that do not balance
-        # on a small map both LP staffings are planned even when the first balances: the
+        # on a small map every LP staffing is planned even when an earlier one balances: the
         # branching's gives its heavy unit a whole team, which pays on Texas (+1.6 % at 14 reps)
         # and loses on the Pacific (-4.6 % at 16 reps, where the plain rounding balances better)
-        both = (small and label == "LP-rounded after branching" and attempt + 1 < len(staffings)
-                and staffings[attempt + 1][0] == "LP-rounded")
+        both = small and from_lp and attempt + 1 < len(staffings) and staffings[attempt + 1][2]
         staffing = ensure_site_capacity(problem, staffing)
-        # the first staffing gets most of the time; a second one is tried if it cannot balance
+        # the first staffing gets most of the time; the next is tried if it cannot balance (or,
+        # with ``both``, whether or not it does)
         stop = until if attempt == len(staffings) - 1 else \
             clock.now() + 0.6 * (until - clock.now())
         assignment, search = align(problem, staffing, s.alignment.candidates,

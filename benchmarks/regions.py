@@ -17,6 +17,7 @@ objective, bound, gap, wall time. The last line names the largest division solve
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import sys
 import tempfile
@@ -44,15 +45,25 @@ DIVISIONS = {
 }
 
 
-def write_division(name: str, states: list[str], folder: Path, time_limit: float) -> Path:
-    """The division's scenario in ``folder``; returns its YAML path."""
+def read_national() -> dict:
+    """The demo scenario's settings and tables, read once for every division."""
     settings = yaml.safe_load(SCENARIO.read_text(encoding="utf-8"))
     base = SCENARIO.parent
-    units = pd.read_csv(base / settings["units"]["table"], dtype={"unit_id": str})
-    reps = pd.read_csv(base / settings["reps"]["table"], dtype={"home_unit": str})
-    sites = pd.read_csv(base / settings["hiring"]["sites"]["table"], dtype={"unit_id": str})
     geometry = settings["units"]["geometry"]
-    shapes = gpd.read_file(base / geometry["file"], layer=geometry["layer"])
+    return dict(
+        settings=settings,
+        units=pd.read_csv(base / settings["units"]["table"], dtype={"unit_id": str}),
+        reps=pd.read_csv(base / settings["reps"]["table"], dtype={"home_unit": str}),
+        sites=pd.read_csv(base / settings["hiring"]["sites"]["table"], dtype={"unit_id": str}),
+        shapes=gpd.read_file(base / geometry["file"], layer=geometry["layer"]))
+
+
+def write_division(national: dict, name: str, states: list[str], folder: Path,
+                   time_limit: float) -> Path:
+    """The division's scenario in ``folder``; returns its YAML path."""
+    settings = copy.deepcopy(national["settings"])
+    units, reps, sites, shapes = (national[k] for k in ("units", "reps", "sites", "shapes"))
+    geometry = settings["units"]["geometry"]
     mine = units[units["state"].isin(states)]
     ids = set(mine["unit_id"])
     share = float(mine["workload"].sum() / units["workload"].sum())
@@ -89,11 +100,12 @@ def main() -> None:
     from allocator.exceptions import AllocatorError
     from allocator.solve import solve, whole_model_fits
 
+    national = read_national()
     chosen = [d.strip() for d in args.only.split(",") if d.strip()] or list(DIVISIONS)
     rows, failed = [], []
     for name in chosen:
         with tempfile.TemporaryDirectory() as tmp:
-            path = write_division(name, DIVISIONS[name], Path(tmp), args.time_limit)
+            path = write_division(national, name, DIVISIONS[name], Path(tmp), args.time_limit)
             scenario = load_scenario(path)
             small = whole_model_fits(AlignmentProblem.from_scenario(scenario))
             started = time.perf_counter()

@@ -430,7 +430,9 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
     """Bounds of the head counts whose bound is still above the best plan (within the gap), by
     ranges of consecutive head counts, until ``deadline``.
 
-    The open head counts start as runs of up to ``RANGE_WIDTH``, each bounded at once by the
+    The open head counts start as runs of up to ``RANGE_WIDTH`` that never straddle a change
+    in the number of managers (a range pays the managers of its smallest head count, so a range
+    across a step would bound its upper part a manager too high), each bounded at once by the
     Lagrangian of the last LP's duals (no solve). Then the range with the largest bound is
     taken next: bounded by one warm LP round if it has not been (and the other ranges'
     Lagrangians are refreshed with the new duals), else halved. So the work goes where the
@@ -452,10 +454,12 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
         lp_model.set_range(lo, hi)
         return lp_model.lagrangian_bound()
 
+    econ = economics(scenario)
     # [bound, lo, hi, solved: its own LP done, label of the range whose bound holds]
     ranges: list[list] = []
     for n in open_counts:
-        if ranges and ranges[-1][2] == n - 1 and n - ranges[-1][1] < RANGE_WIDTH:
+        if ranges and ranges[-1][2] == n - 1 and n - ranges[-1][1] < RANGE_WIDTH \
+                and econ.managers(n) == econ.managers(ranges[-1][1]):
             ranges[-1][0] = max(ranges[-1][0], start[n])
             ranges[-1][2] = n
         else:

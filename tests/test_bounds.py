@@ -221,3 +221,30 @@ def test_tightest_price_is_the_minimum_over_a_fine_grid():
     for g in (0, 1):
         fine = np.geomspace(lam[g] / 50, lam[g] * 50, 2001)
         assert bound(g, lam[g]) <= min(bound(g, p) for p in fine) * (1 + 1e-9)
+
+
+def test_head_count_ranges_never_straddle_a_manager_step(texas):
+    """A range pays the managers of its smallest head count: the ranges that bound the open
+    head counts each lie within one number of managers, and they meet at every step."""
+    from allocator.sizing import economics, size_bounds
+    from allocator.solve import bound_ranges
+
+    problem = AlignmentProblem.from_scenario(texas)
+    curve = response_curve(texas)
+    econ = economics(texas)
+    with clock.running(clock.SearchClock(False, math.inf)):
+        model = HeadcountLp(texas, problem, curve)
+        headcount_lp_bound(texas, problem, 12, curve, model=model)  # duals for the Lagrangian
+        bounds = size_bounds(texas, curve)
+        # every feasible head count open (a plan worth nothing), and no time for range LPs
+        ranges = bound_ranges(texas, problem, curve, bounds, {}, 0.0, 0.0, clock.now() + 1.0,
+                              lambda message: None, model)
+    labels = {label for _, label in ranges.values()}
+    spans = sorted(tuple(int(v) for v in label.split("-")) if "-" in label
+                   else (int(label), int(label)) for label in labels)
+    assert len(spans) >= 3
+    for lo, hi in spans:
+        assert econ.managers(lo) == econ.managers(hi), (lo, hi)
+    steps = [n for n in range(9, 31) if econ.managers(n) != econ.managers(n - 1)]
+    starts = {lo for lo, _ in spans}
+    assert steps and all(n in starts for n in steps if n in ranges), (steps, spans)

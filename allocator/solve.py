@@ -326,8 +326,8 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
             search = LocalSearch(problem, staffing, assignment, s.alignment.contiguity)
         if search.violation() <= 1e-9:
             # single moves judged on the true sales: what the linearised re-solves leave. They
-            # get a few seconds even when the repairs used the time up: on the demo they gain
-            # 0.4 % in a second, where one re-solve of five territories takes seconds
+            # get a few seconds even when the repairs used the time up (they had none on the
+            # demo, and gain 0.06 % there in about a second)
             moved, stats = sales_moves(problem, staffing, search.assignment,
                                        max(stop, clock.now() + SALES_MOVES_SECONDS),
                                        s.alignment.contiguity)

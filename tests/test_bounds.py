@@ -236,7 +236,7 @@ def test_head_count_ranges_never_straddle_a_manager_step(texas):
         model = HeadcountLp(texas, problem, curve)
         headcount_lp_bound(texas, problem, 12, curve, model=model)  # duals for the Lagrangian
         bounds = size_bounds(texas, curve)
-        # every feasible head count open (a plan worth nothing), and no time for range LPs
+        # every feasible head count open (a plan worth nothing), a second for range LPs
         ranges = bound_ranges(texas, problem, curve, bounds, {}, 0.0, 0.0, clock.now() + 1.0,
                               lambda message: None, model)
     labels = {label for _, label in ranges.values()}
@@ -245,6 +245,8 @@ def test_head_count_ranges_never_straddle_a_manager_step(texas):
     assert len(spans) >= 3
     for lo, hi in spans:
         assert econ.managers(lo) == econ.managers(hi), (lo, hi)
-    steps = [n for n in range(9, 31) if econ.managers(n) != econ.managers(n - 1)]
+    limits = texas.settings.strategy.headcount
+    steps = [n for n in range(limits.min + 1, limits.max + 1)
+             if econ.managers(n) != econ.managers(n - 1)]
     starts = {lo for lo, _ in spans}
     assert steps and all(n in starts for n in steps if n in ranges), (steps, spans)

@@ -458,12 +458,12 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
         lp_model.set_range(lo, hi)
         return lp_model.lagrangian_bound()
 
-    econ = economics(scenario)
+    managers = lp_model.econ.managers  # what the range's LP charges (set_range)
     # [bound, lo, hi, solved: its own LP done, label of the range whose bound holds]
     ranges: list[list] = []
     for n in open_counts:
         if ranges and ranges[-1][2] == n - 1 and n - ranges[-1][1] < RANGE_WIDTH \
-                and econ.managers(n) == econ.managers(ranges[-1][1]):
+                and managers(n) == managers(ranges[-1][1]):
             ranges[-1][0] = max(ranges[-1][0], start[n])
             ranges[-1][2] = n
         else:

@@ -45,6 +45,7 @@ round, and the smallest one is kept when the work runs out.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -287,6 +288,22 @@ class HeadcountLp:
         # the fewest managers of the range: a bound for every head count in it
         self.constant = self.R * econ.release_cost + econ.managers(n_lo) * econ.manager_cost
         self.h.changeRowBounds(int(self.r_budget), -INF, float(s.strategy.budget - self.constant))
+
+    def fork(self) -> HeadcountLp:
+        """An independent copy of the model as it stands (rows, columns, bounds and basis):
+        what is fixed or added in the copy never reaches this one."""
+        twin = copy.copy(self)
+        twin.h = highspy.Highs()
+        twin.h.setOptionValue("output_flag", False)
+        twin.h.setOptionValue("threads", 1)
+        twin.h.passModel(self.h.getLp())
+        basis = self.h.getBasis()
+        if basis.valid:
+            twin.h.setBasis(basis)
+        for name in ("allowed", "in_model", "pairs", "linked", "link_of", "team", "cut_site",
+                     "cut_row", "cut_phi"):
+            setattr(twin, name, getattr(self, name).copy())
+        return twin
 
     def team_sizes(self, headcount: int) -> np.ndarray:
         """``k_i``: the fewest reps of a territory holding unit ``i`` when the organisation has

@@ -55,6 +55,11 @@ class SearchClock:
     def wall(self) -> float:
         return time.perf_counter() - self._wall_start
 
+    def continue_from(self, work: float, wall: float) -> None:
+        """Carry on another process's clock, which stood at ``work`` and ``wall`` seconds."""
+        self._work = float(work)
+        self._wall_start = time.perf_counter() - float(wall)
+
     def charge(self, seconds: float) -> None:
         self._work += max(0.0, float(seconds))
 

@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from allocator import clock
+from allocator import clock, range_worker
 from allocator.alignment import (AlignmentProblem, LocalSearch, align, balance_violation,
                                  choose_reps, ensure_site_capacity, place_hires, staffing_from,
                                  staffing_from_lp)
@@ -43,6 +43,7 @@ from allocator.solvers import solve_mip
 from allocator.bounds import HeadcountLp, headcount_lp_bound
 from allocator.branching import HeadcountBranching
 from allocator.checker import assert_plan
+from allocator.diving import dive_staffing
 from allocator.diagnose import check_specification, diagnose_specification
 from allocator.exceptions import InfeasibleError, NoSolutionError
 from allocator.plan import Plan, make_plan
@@ -116,90 +117,112 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
     problem = AlignmentProblem.from_scenario(scenario)
     # one LP for every head count and range: pairs and links priced in once serve them all
     large = not whole_model_fits(problem)
-    # team sizes in the strong links serve the branching of small maps; on a large map they
-    # leave the staffing LP harder to round to a balanced plan in its time
-    lp_model = HeadcountLp(scenario, problem, curve, teams=not large)
-    rng = np.random.default_rng(spec.seed)
-    order = sorted(feasible, key=lambda b: (-b.value_bound, b.headcount))
-    best: Plan | None = None
-    evaluated: dict[int, dict] = {}
-    econ = economics(scenario)
-    cheapest = min([econ.hire_cost, *econ.rep_cost])
-    # the end of the limit bounds the head counts not planned (never more than 20 s of work)
-    planning_deadline = deadline - min(RANGE_SHARE * spec.time_limit, 20.0)
-    rank = -1
-    while order:
-        rank += 1
-        b = order.pop(0)
-        incumbent = best.objective() if best is not None else -math.inf
-        if b.value_bound <= incumbent + spec.gap * abs(incumbent):
-            continue
-        if best is not None and large:
-            # on a large map one plan takes most of the limit and a second head count rarely
-            # balances in what is left: the rest of the time bounds the head counts instead
-            break
-        now = clock.now()
-        if now > planning_deadline:
-            break
-        # the best-bound head count gets most of the time; later ones share what is left
-        share = 0.65 if rank == 0 or best is None else 0.34
-        until = min(planning_deadline, now + max(share * (planning_deadline - now), 2.0))
-        # after a head count without a plan, the next one's LP gets more time: its staffing
-        # is what balances
-        plan, info = plan_for_headcount(scenario, problem, curve, b, rng, until, note,
-                                        incumbent, lp_model,
-                                        lp_share=0.5 if best is None and rank > 0 else 0.2)
-        evaluated[b.headcount] = info
-        if info.get("lp_bound") == -math.inf and best is None:  # its LP is infeasible
-            # more reps cost more: with none planned yet, smaller head counts come first
-            order = ([c for c in order if c.headcount < b.headcount]
-                     + [c for c in order if c.headcount > b.headcount])
-        if info.get("over_budget"):
-            # travel took this head count over the budget: smaller ones, by at least the reps
-            # whose cost covers the excess, come first (bigger ones cost more people)
-            fewer = b.headcount - max(1, math.ceil(info["over_budget"] / cheapest))
-            order = ([c for c in order if c.headcount <= fewer]
-                     + [c for c in order if c.headcount > fewer])
-        if plan is not None:
-            note(f"N={b.headcount}: objective {plan.objective():,.0f}, "
-                 f"bound {min(_bound_of(info), b.value_bound):,.0f}")
-            if best is None or plan.objective() > best.objective():
-                best = plan
-    if best is not None and not large and clock.now() < planning_deadline - 2.0:
-        # every head count is planned or pruned: the time left refines the best plan
-        assignment, _ = lns(problem, best.staffing, best.assignment, spec, planning_deadline,
-                            rng)
-        assignment, _ = sales_moves(problem, best.staffing, assignment, planning_deadline,
-                                    scenario.settings.alignment.contiguity)
-        polished = make_plan(scenario, problem, best.staffing, assignment)
-        if polished.objective() > best.objective():
-            note(f"N={best.kpis['headcount']}: the time left raised the objective to "
-                 f"{polished.objective():,.0f}")
-            best = polished
-    ranges: dict[int, tuple[float, str]] = {}
-    branched: dict[int, tuple[float, int]] = {}
-    if best is not None:
-        ranges = bound_ranges(scenario, problem, curve, bounds, evaluated, best.objective(),
-                              spec.gap, deadline, note, lp_model)
-        if not large:
-            branched = branch_bounds(bounds, evaluated, ranges, best.objective(), spec.gap,
-                                     deadline, note, lp_model)
-    runtime = clock.now() - started
-    sizing = sizing_table(bounds, evaluated, ranges, branched)
-    if best is None:
-        raise NoSolutionError("no plan found within the time limit; raise solver.time_limit or "
-                              "loosen alignment.balance tolerance")
-    assert_plan(best)
-    bound = float(sizing["bound"].max())
-    objective = best.objective()
-    rel_gap = max(0.0, (bound - objective) / max(abs(bound), 1e-9))
-    searched_all = all(row.bound <= objective + spec.gap * abs(objective) or row.headcount in evaluated
-                       for row in sizing.itertuples())
-    status = "optimal" if rel_gap <= 1e-9 else "feasible"
-    termination = "gap_reached" if rel_gap <= spec.gap else (
-        "search_complete" if searched_all else "time_limit")
-    return SolveResult(status, termination, objective, bound, rel_gap, runtime, spec.name,
-                       spec.seed, best, sizing, binding_constraint(scenario, best, bounds, evaluated), log)
+    # on a large map the ranges of head counts are bounded on a second core from the start
+    worker = (range_worker.start(scenario, deadline)
+              if large and range_worker.can_start(spec.threads) else None)
+    try:
+        # team sizes in the strong links serve the branching of small maps; on a large map they
+        # leave the staffing LP harder to round to a balanced plan in its time
+        lp_model = HeadcountLp(scenario, problem, curve, teams=not large)
+        rng = np.random.default_rng(spec.seed)
+        order = sorted(feasible, key=lambda b: (-b.value_bound, b.headcount))
+        best: Plan | None = None
+        evaluated: dict[int, dict] = {}
+        econ = economics(scenario)
+        cheapest = min([econ.hire_cost, *econ.rep_cost])
+        # the end of the limit bounds the head counts not planned (never more than 20 s of
+        # work), unless the second core does
+        planning_deadline = deadline - (0.0 if worker is not None
+                                        else min(RANGE_SHARE * spec.time_limit, 20.0))
+        rank = -1
+        while order:
+            rank += 1
+            b = order.pop(0)
+            incumbent = best.objective() if best is not None else -math.inf
+            if b.value_bound <= incumbent + spec.gap * abs(incumbent):
+                continue
+            if best is not None and large:
+                # on a large map one plan takes most of the limit and a second head count rarely
+                # balances in what is left: the rest of the time bounds the head counts instead
+                break
+            now = clock.now()
+            if now > planning_deadline:
+                break
+            # the best-bound head count gets most of the time; later ones share what is left
+            share = 0.65 if rank == 0 or best is None else 0.34
+            if large and worker is not None and rank == 0:
+                share = FIRST_SHARE_LARGE  # its plan ends the planning (below)
+            until = min(planning_deadline, now + max(share * (planning_deadline - now), 2.0))
+            # after a head count without a plan, the next one's LP gets more time: its staffing
+            # is what balances
+            plan, info = plan_for_headcount(scenario, problem, curve, b, rng, until, note,
+                                            incumbent, lp_model,
+                                            lp_share=0.5 if best is None and rank > 0 else 0.2)
+            evaluated[b.headcount] = info
+            if info.get("lp_bound") == -math.inf and best is None:  # its LP is infeasible
+                # more reps cost more: with none planned yet, smaller head counts come first
+                order = ([c for c in order if c.headcount < b.headcount]
+                         + [c for c in order if c.headcount > b.headcount])
+            if info.get("over_budget"):
+                # travel took this head count over the budget: smaller ones, by at least the reps
+                # whose cost covers the excess, come first (bigger ones cost more people)
+                fewer = b.headcount - max(1, math.ceil(info["over_budget"] / cheapest))
+                order = ([c for c in order if c.headcount <= fewer]
+                         + [c for c in order if c.headcount > fewer])
+            if plan is not None:
+                note(f"N={b.headcount}: objective {plan.objective():,.0f}, "
+                     f"bound {min(_bound_of(info), b.value_bound):,.0f}")
+                if best is None or plan.objective() > best.objective():
+                    best = plan
+        if best is not None and not large and clock.now() < planning_deadline - 2.0:
+            # every head count is planned or pruned: the time left refines the best plan
+            assignment, _ = lns(problem, best.staffing, best.assignment, spec, planning_deadline,
+                                rng)
+            assignment, _ = sales_moves(problem, best.staffing, assignment, planning_deadline,
+                                        scenario.settings.alignment.contiguity)
+            polished = make_plan(scenario, problem, best.staffing, assignment)
+            if polished.objective() > best.objective():
+                note(f"N={best.kpis['headcount']}: the time left raised the objective to "
+                     f"{polished.objective():,.0f}")
+                best = polished
+        ranges: dict[int, tuple[float, str]] = {}
+        branched: dict[int, tuple[float, int]] = {}
+        if best is not None:
+            found = worker.result(worker_wait(spec.time_limit)) if worker is not None else None
+            if found is not None:
+                ranges, messages = found
+                for message in messages:
+                    note(message)
+            else:
+                if worker is not None:
+                    note("the second core's range bounds failed: bounded here instead")
+                ranges = bound_ranges(scenario, problem, curve, bounds, evaluated,
+                                      best.objective(), spec.gap,
+                                      max(deadline, clock.now() + min(RANGE_SHARE
+                                                                      * spec.time_limit, 20.0))
+                                      if worker is not None else deadline, note, lp_model)
+            if not large:
+                branched = branch_bounds(bounds, evaluated, ranges, best.objective(), spec.gap,
+                                         deadline, note, lp_model)
+        runtime = clock.now() - started
+        sizing = sizing_table(bounds, evaluated, ranges, branched)
+        if best is None:
+            raise NoSolutionError("no plan found within the time limit; raise solver.time_limit or "
+                                  "loosen alignment.balance tolerance")
+        assert_plan(best)
+        bound = float(sizing["bound"].max())
+        objective = best.objective()
+        rel_gap = max(0.0, (bound - objective) / max(abs(bound), 1e-9))
+        searched_all = all(row.bound <= objective + spec.gap * abs(objective) or row.headcount in evaluated
+                           for row in sizing.itertuples())
+        status = "optimal" if rel_gap <= 1e-9 else "feasible"
+        termination = "gap_reached" if rel_gap <= spec.gap else (
+            "search_complete" if searched_all else "time_limit")
+        return SolveResult(status, termination, objective, bound, rel_gap, runtime, spec.name,
+                           spec.seed, best, sizing, binding_constraint(scenario, best, bounds, evaluated), log)
+    finally:
+        if worker is not None:
+            worker.stop()
 
 
 def whole_model_fits(problem: AlignmentProblem) -> bool:
@@ -258,6 +281,15 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
     if branched is not None:
         candidates.append(("LP-rounded after branching",
                            staffing_from_lp(problem, n, *branched), True))
+    if lp.keep is not None and not small and lp_model is not None \
+            and until - clock.now() >= DIVE_MIN_SECONDS:
+        # on a large map the LP's staffing is rounded in steps (a dive) before it is aligned,
+        # when the time allows for both
+        dived = dive_staffing(lp_model, n, clock.now() + DIVE_SHARE * (until - clock.now()))
+        if dived is not None:
+            keep, hire, left = dived
+            note(f"N={n}: the dive left {left} of the LP's keeps and hires fractional")
+            candidates.append(("LP-dived", staffing_from_lp(problem, n, keep, hire), True))
     if lp.keep is not None:
         candidates.append(("LP-rounded", staffing_from_lp(problem, n, lp.keep, lp.hire), True))
     kept = choose_reps(problem, bound.kept, curve.marginal(bound.hours), s.strategy.margin,
@@ -315,6 +347,12 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
         if violation <= 1e-9:  # balanced: the rest of the time improves travel
             if not both:  # no other staffing is tried: the improvement gets all the time left
                 stop = until
+            if not small:
+                # on a large map single moves judged on the true sales gain far more per second
+                # than exact re-solves of neighbourhoods: they go first, to convergence
+                assignment, stats = sales_moves(problem, staffing, assignment, stop,
+                                                s.alignment.contiguity, max_rounds=10_000)
+                info.update(stats)
             assignment, stats = lns(problem, staffing, assignment, spec, stop, rng)
             info.update(stats)
         search = LocalSearch(problem, staffing, assignment, s.alignment.contiguity)
@@ -424,13 +462,28 @@ def _hint_whole(mip, problem: AlignmentProblem, plan: Plan) -> None:
 SMALL_VIOLATION = 0.5  # means per rep, summed over territories and measures
 RANGE_WIDTH = 12  # head counts per range at first (the LP of a wider one is rarely useful)
 RANGE_SHARE = 0.25  # of the time limit, for bounding the head counts not planned
+# of a large map's planning time after its LP: the dive's share (the rest aligns), and the
+# least planning time for a dive at all (on the demo its LP to optimality and its steps took
+# 24 s of work and the balance repairs after it 18 s; with one core and a 60 s limit the head
+# count has 19 s, and its ranges the time a dive would take)
+DIVE_SHARE = 0.6
+DIVE_MIN_SECONDS = 30.0
 SALES_MOVES_SECONDS = 4.0  # of work the single sales moves may take past a plan's deadline
+# on a large map with the ranges bounded on a second core: the first head count's share of the
+# planning time (its plan ends the planning; the rest is for a second head count if it fails)
+FIRST_SHARE_LARGE = 0.9
+
+
+def worker_wait(time_limit: float) -> float:
+    """Wall seconds to wait for the second core's bounds: until its clock's safety stop, and a
+    little more (it answers at its deadline on the work clock, or there)."""
+    return max(0.0, clock.SAFETY * time_limit + 5.0 - clock.current().wall()) + 30.0
 
 
 def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseCurve, bounds,
                  evaluated: dict[int, dict], objective: float, gap: float, deadline: float,
-                 note: Progress, lp_model: HeadcountLp | None = None
-                 ) -> dict[int, tuple[float, str]]:
+                 note: Progress, lp_model: HeadcountLp | None = None, rounds: int = 1,
+                 visits_before_halving: int = 1) -> dict[int, tuple[float, str]]:
     """Bounds of the head counts whose bound is still above the best plan (within the gap), by
     ranges of consecutive head counts, until ``deadline``.
 
@@ -438,14 +491,19 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
     in the number of managers (a range pays the managers of its smallest head count, so a range
     across a step would bound its upper part a manager too high), each bounded at once by the
     Lagrangian of the last LP's duals (no solve). Then the range with the largest bound is
-    taken next: bounded by one warm LP round if it has not been (and the other ranges'
-    Lagrangians are refreshed with the new duals), else halved. So the work goes where the
+    taken next: bounded by warm LP rounds (and the other ranges' Lagrangians are refreshed with
+    the new duals), or halved once its visits are done. So the work goes where the
     reported bound is decided. The result maps each head count bounded this way to its range's
     bound and the range's label.
+
+    Each visit of a range takes up to ``rounds`` LP rounds, and a range is visited up to
+    ``visits_before_halving`` times before it is halved (a single head count, until its LP is
+    exact). With no plan yet (``objective``
+    minus infinity) every feasible head count is open and the work goes on until ``deadline``.
     """
     if lp_model is None:
         lp_model = HeadcountLp(scenario, problem, curve)
-    target = objective + gap * abs(objective)
+    target = objective + gap * abs(objective) if math.isfinite(objective) else -math.inf
     start: dict[int, float] = {}
     for b in bounds:
         info = evaluated.get(b.headcount, {})
@@ -459,7 +517,7 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
         return lp_model.lagrangian_bound()
 
     managers = lp_model.econ.managers  # what the range's LP charges (set_range)
-    # [bound, lo, hi, solved: its own LP done, label of the range whose bound holds]
+    # [bound, lo, hi, visits: LPs of its own, label of the range whose bound holds, exact]
     ranges: list[list] = []
     for n in open_counts:
         if ranges and ranges[-1][2] == n - 1 and n - ranges[-1][1] < RANGE_WIDTH \
@@ -467,11 +525,11 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
             ranges[-1][0] = max(ranges[-1][0], start[n])
             ranges[-1][2] = n
         else:
-            ranges.append([start[n], n, n, False, ""])
+            ranges.append([start[n], n, n, 0, "", False])
 
     def refresh(items: list[list]) -> None:
         for item in items:
-            if not item[3] and clock.now() < deadline - 0.5:
+            if item[3] == 0 and clock.now() < deadline - 0.5:
                 value = lagrangian(item[1], item[2])
                 if value < item[0]:
                     item[0] = value
@@ -484,28 +542,30 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
         worst = ranges[0]
         if worst[0] <= target:
             break
-        bound, lo, hi, solved, label = worst
-        if solved:
-            if lo == hi:  # a single head count bounded by its LP: nothing left to refine
-                break
+        bound, lo, hi, visits, label, exact = worst
+        if exact and lo == hi:  # a single head count bounded by its exact LP: nothing left
+            break
+        if visits and (exact or (visits >= visits_before_halving and lo < hi)):
             mid = (lo + hi) // 2  # halves keep their parent's bound until their own is lower
-            halves = [[bound, lo, mid, False, label], [bound, mid + 1, hi, False, label]]
+            halves = [[bound, lo, mid, 0, label, False], [bound, mid + 1, hi, 0, label, False]]
             ranges[0:1] = halves
             refresh(halves)
             continue
-        # one warm-started round: its Farley bound is valid, and more rounds cost more than
-        # bounding another range
+        # a few warm-started rounds (one by default), from where the model stands (a range
+        # visited again goes on with the pairs and links other ranges added since): every
+        # round's Farley bound is valid, and more rounds cost more than bounding another range
         lp = headcount_lp_bound(scenario, problem, lo, curve, headcount_hi=hi, model=lp_model,
-                                time_limit=max(0.5, deadline - clock.now()), max_rounds=1)
+                                time_limit=max(0.5, deadline - clock.now()), max_rounds=rounds)
         solves += 1
         value = lp.value if lp.feasible else -math.inf
-        worst[3] = True
+        worst[3] += 1
+        worst[5] = lp.exact or not lp.feasible
         if value < bound:
             worst[0] = value
             worst[4] = _range_label(lo, hi)
         refresh(ranges)  # the new duals may bound the others better
     out: dict[int, tuple[float, str]] = {}
-    for bound, lo, hi, _, label in ranges:
+    for bound, lo, hi, _, label, _ in ranges:
         if label:
             for n in range(lo, hi + 1):
                 out[n] = (bound, label)

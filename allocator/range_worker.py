@@ -1,0 +1,122 @@
+"""The head-count range bounds on a second core, while the first one plans.
+
+On a large map one plan takes most of the time limit, and the bound of the head counts not
+planned (:func:`allocator.solve.bound_ranges`) would take the rest: with ``solver.threads`` of
+2 or more the ranges are bounded instead in a process of their own, from the start of the solve
+to its deadline, and the planning keeps the whole limit.
+
+The process is a fresh interpreter running this module (``python -m``), not a fork (forking a
+parent that holds HiGHS's or OR-Tools' threads is not safe) nor a ``multiprocessing`` spawn
+(which re-imports the caller's main script, and hangs a script without a main guard). The
+scenario goes to it through a pickle in a temporary folder, the bounds come back the same way.
+It counts its work on a clock of its own that continues the parent's, so its deadline means the
+same, and under ``solver.deterministic`` the bounds it returns are the same on any machine
+load. It knows no plan yet, so it cannot skip the head counts a plan would prune: it lowers the
+largest bound of all ranges, which is where the reported bound is decided.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from allocator import clock
+from allocator.scenario import Scenario
+
+# LP rounds per visit of a range: the first round after a change of range is the dear one
+# (the basis leaves the old range's vertex); the next is cheap and lowers the bound most
+WORKER_ROUNDS = 2
+# visits of a range before it is halved: the first visit, on a model still cold, leaves its
+# bound high; the second starts from the pairs and links the other ranges added
+WORKER_VISITS = 2
+
+
+@dataclass
+class RangeWorker:
+    """A running range-bound process; :meth:`result` collects what it found."""
+
+    process: subprocess.Popen
+    folder: Path
+
+    def result(self, wall_timeout: float) -> tuple[dict[int, tuple[float, str]], list[str]] | None:
+        """The ranges' bounds and the worker's messages, or ``None`` when it failed or did not
+        answer within ``wall_timeout`` seconds (the caller then bounds the ranges itself)."""
+        try:
+            self.process.wait(timeout=max(0.0, wall_timeout))
+            with open(self.folder / "result.pkl", "rb") as file:
+                kind, payload, messages = pickle.load(file)
+        except (subprocess.TimeoutExpired, OSError, EOFError, pickle.UnpicklingError):
+            return None
+        finally:
+            self.stop()
+        return (payload, messages) if kind == "ok" else None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def can_start(threads: int) -> bool:
+    """A second process is started for 2 or more threads."""
+    return threads >= 2
+
+
+def start(scenario: Scenario, deadline: float) -> RangeWorker:
+    """Bound every feasible head count of ``scenario`` by ranges until ``deadline`` (seconds on
+    the current search clock)."""
+    search = clock.current()
+    folder = Path(tempfile.mkdtemp(prefix="allocator-ranges-"))
+    with open(folder / "job.pkl", "wb") as file:
+        pickle.dump((scenario, deadline, search.deterministic, search.limit, clock.now(),
+                     search.wall()), file, protocol=pickle.HIGHEST_PROTOCOL)
+    process = subprocess.Popen([sys.executable, "-m", "allocator.range_worker", str(folder)],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    return RangeWorker(process, folder)
+
+
+def _run(folder: Path) -> None:
+    from allocator.alignment import AlignmentProblem
+    from allocator.bounds import HeadcountLp
+    from allocator.sizing import response_curve, size_bounds
+    from allocator.solve import bound_ranges
+
+    messages: list[str] = []
+    try:
+        with open(folder / "job.pkl", "rb") as file:
+            scenario, deadline, deterministic, limit, work, wall = pickle.load(file)
+        search = clock.SearchClock(deterministic, limit)
+        search.continue_from(work, wall)
+        with clock.running(search):
+            curve = response_curve(scenario)
+            bounds = size_bounds(scenario, curve)
+            problem = AlignmentProblem.from_scenario(scenario)
+            model = HeadcountLp(scenario, problem, curve)
+            started = time.perf_counter()
+            ranges = bound_ranges(scenario, problem, curve, bounds, {}, -math.inf, 0.0,
+                                  deadline, messages.append, model, rounds=WORKER_ROUNDS,
+                                  visits_before_halving=WORKER_VISITS)
+            messages.append(f"range bounds on a second core: {time.perf_counter() - started:.0f} s"
+                            f" wall, {clock.now() - work:.0f} s of work")
+        outcome = ("ok", ranges, messages)
+    except Exception:  # reported to the parent, which bounds the ranges itself
+        outcome = ("error", traceback.format_exc(), messages)
+    partial = folder / "result.pkl.part"
+    with open(partial, "wb") as file:
+        pickle.dump(outcome, file, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(partial, folder / "result.pkl")
+
+
+if __name__ == "__main__":
+    _run(Path(sys.argv[1]))

@@ -17,13 +17,16 @@ largest bound of all ranges, which is where the reported bound is decided.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -38,6 +41,7 @@ WORKER_ROUNDS = 2
 # visits of a range before it is halved: the first visit, on a model still cold, leaves its
 # bound high; the second starts from the pairs and links the other ranges added
 WORKER_VISITS = 2
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
 
 
 @dataclass
@@ -80,10 +84,31 @@ def start(scenario: Scenario, deadline: float) -> RangeWorker:
     with open(folder / "job.pkl", "wb") as file:
         pickle.dump((scenario, deadline, search.deterministic, search.limit, clock.now(),
                      search.wall()), file, protocol=pickle.HIGHEST_PROTOCOL)
-    process = subprocess.Popen([sys.executable, "-m", "allocator.range_worker", str(folder)],
+    process = subprocess.Popen([sys.executable, "-m", "allocator.range_worker", str(folder),
+                                str(os.getpid())],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     return RangeWorker(process, folder)
+
+
+def _leave_with(parent: int) -> None:
+    """Leave as soon as the process that started this one is gone (killed, say): its bounds
+    have no reader, and the core is wanted. On Linux the kernel kills this process when the
+    parent dies (``PR_SET_PDEATHSIG``: a thread waiting for the parent could not run while an LP
+    solve holds the interpreter); elsewhere a thread checks every half second."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:  # gone before the signal was asked for
+        os._exit(1)
 
 
 def _run(folder: Path) -> None:
@@ -119,4 +144,5 @@ def _run(folder: Path) -> None:
 
 
 if __name__ == "__main__":
+    _leave_with(int(sys.argv[2]))
     _run(Path(sys.argv[1]))

@@ -232,7 +232,9 @@ class SolverSpec(_Section):
                               "wall time")
     gap: float = Field(0.005, ge=0, lt=1, description="stop when the relative gap is below this")
     seed: int = 0
-    threads: int = Field(1, ge=1)
+    threads: int = Field(1, ge=1, description="threads of the integer programming solver; on a "
+                         "large map 2 or more also bound the head-count ranges in a second "
+                         "process while the first plans")
     deterministic: bool = Field(
         True, description="count the search's work instead of reading the wall clock, so that "
         "a seed gives the same plan on any machine load (the wall clock stays a safety stop at "

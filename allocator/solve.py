@@ -6,12 +6,14 @@ gets a plan:
 
 1. staff it: round the LP relaxation's staffing (on a small map, also that of the best child
    of a branching on the heaviest unit the LP splits, :mod:`allocator.branching`, and keep the
-   better plan), or keep the existing reps worth keeping and place the hires (weighted
-   k-means on hire sites);
+   better plan; on a large map with the time for it, in steps by a dive,
+   :mod:`allocator.diving`), or keep the existing reps worth keeping and place the hires
+   (weighted k-means on hire sites);
 2. align: balanced LP over pruned pairs (HiGHS), rounding, contiguity repair, local search; then
    alternate with a location step that moves hires to the best site of their territory (Hess);
 3. improve with the chosen solver (CP-SAT, HiGHS or CBC): the whole integer program when it is
-   small, otherwise exact re-solves of a few adjacent territories at a time (LNS);
+   small, otherwise exact re-solves of a few adjacent territories at a time (LNS), after
+   single moves judged on the true sales on a large map (they gain more per second there);
 4. bound the head count by its LP relaxation over all pairs and strong links (column and row
    generation, :mod:`allocator.bounds`).
 
@@ -19,7 +21,9 @@ Visiting stops when every head count left has ``UB(N)`` below the best plan (wit
 The last part of the time limit bounds the head counts not visited by *ranges* of head counts
 (the balance rows relaxed to the range's ends): the Lagrangian of the last LP's duals first, then
 LP rounds for the range that decides the reported bound. Both know the geography the sizing
-bound ignores. On a small map the head count that decides the bound then branches further.
+bound ignores. On a large map with ``solver.threads`` of 2 or more the ranges are bounded on the
+second core from the start instead (:mod:`allocator.range_worker`), and the planning keeps the
+whole limit. On a small map the head count that decides the bound then branches further.
 The reported bound is the largest bound over all head counts, so the gap covers the sizing too.
 """
 

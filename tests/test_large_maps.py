@@ -7,8 +7,10 @@ path of a national map instead, which keeps these tests within seconds.
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -118,3 +120,31 @@ def test_dive_staffs_the_head_count_and_leaves_the_shared_model_alone(texas):
     assert abs(float(value.sum()) - n) < 1e-6  # every LP of the dive keeps the head count
     assert staffing_from_lp(problem, n, keep, hire).headcount == n
     assert again.value <= lp.value * (1 + 1e-9)  # the shared model is as valid as before
+
+
+def test_worker_leaves_when_its_parent_is_killed(tmp_path):
+    """A solve killed outright leaves no process behind bounding ranges for nobody (the
+    national map: its ranges would keep a core busy for minutes)."""
+    from conftest import ROOT
+
+    script = (
+        "import os\n"
+        "from allocator import clock, range_worker\n"
+        "from allocator.scenario import load_scenario\n"
+        f"default = load_scenario({str(ROOT / 'scenarios' / 'us_counties.yaml')!r})\n"
+        "with clock.running(clock.SearchClock(True, 600.0)):\n"
+        "    worker = range_worker.start(default, 600.0)\n"
+        "print(worker.process.pid, flush=True)\n"
+        "os._exit(0)\n")
+    parent = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, check=True)
+    child = int(parent.stdout.split()[-1])
+    for _ in range(20):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    else:
+        os.kill(child, 9)
+        raise AssertionError("the worker outlived its parent by 10 s")

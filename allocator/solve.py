@@ -124,6 +124,8 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
     # on a large map the ranges of head counts are bounded on a second core from the start
     worker = (range_worker.start(scenario, deadline)
               if large and range_worker.can_start(spec.threads) else None)
+    if worker is not None:  # the solvers here get the threads the worker leaves
+        spec = spec.model_copy(update={"threads": spec.threads - 1})
     try:
         # team sizes in the strong links serve the branching of small maps; on a large map they
         # leave the staffing LP harder to round to a balanced plan in its time
@@ -161,7 +163,8 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
             # is what balances
             plan, info = plan_for_headcount(scenario, problem, curve, b, rng, until, note,
                                             incumbent, lp_model,
-                                            lp_share=0.5 if best is None and rank > 0 else 0.2)
+                                            lp_share=0.5 if best is None and rank > 0 else 0.2,
+                                            spec=spec)
             evaluated[b.headcount] = info
             if info.get("lp_bound") == -math.inf and best is None:  # its LP is infeasible
                 # more reps cost more: with none planned yet, smaller head counts come first
@@ -241,13 +244,15 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
                        bound, rng: np.random.Generator, until: float,
                        note: Progress, incumbent: float = -math.inf,
                        lp_model: HeadcountLp | None = None,
-                       lp_share: float = 0.2) -> tuple[Plan | None, dict]:
+                       lp_share: float = 0.2, spec=None) -> tuple[Plan | None, dict]:
     """The best plan found for one head count before ``until``, and its bound.
 
     A head count whose LP bound cannot beat ``incumbent`` (within the gap) is not planned.
+    ``spec`` replaces the scenario's solver settings (its threads, when a second process
+    bounds the ranges).
     """
     s = scenario.settings
-    spec = s.solver
+    spec = spec or s.solver
     n = bound.headcount
     # the staffing is rounded from the LP on the fixed grid of prices ...
     lp = headcount_lp_bound(scenario, problem, n, curve, model=lp_model, price_rows=False,

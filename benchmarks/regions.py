@@ -83,6 +83,9 @@ def write_division(national: dict, name: str, states: list[str], folder: Path,
     strategy["headcount"] = {"min": max(1, math.floor(strategy["headcount"]["min"] * share)),
                              "max": max(2, math.ceil(strategy["headcount"]["max"] * share))}
     settings["solver"]["time_limit"] = time_limit
+    # one thread, as measured: every division fits the whole model, where a second thread would
+    # only be a second CP-SAT worker (whose race makes the plan depend on the machine's load)
+    settings["solver"]["threads"] = 1
     path = folder / f"{settings['name']}.yaml"
     path.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
     return path

@@ -3,7 +3,7 @@
 Rounding the LP's staffing in one step (:func:`allocator.alignment.staffing_from_lp`) moves
 every fractional keep and hire at once, and the assignment LP then finds sites staffed where
 the work is not (on the demo the LP with the rounded staffing fixed is worth 0.77 M less than
-the LP). A dive rounds in steps instead: the keeps and hires the LP leaves whole are fixed, then
+the LP, with the dived staffing 0.08 M less). A dive rounds in steps instead: the keeps and hires the LP leaves whole are fixed, then
 the half of the fractional ones nearest a whole number, and the LP re-solves around them (its
 pairs and strong links go on growing), until only a few are fractional; those are rounded as
 before. Heavy units (more work than one rep carries) are first placed whole at the site that

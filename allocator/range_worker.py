@@ -50,6 +50,7 @@ class RangeWorker:
 
     process: subprocess.Popen
     folder: Path
+    error: str = ""  # why the last result() was None
 
     def result(self, wall_timeout: float) -> tuple[dict[int, tuple[float, str]], list[str]] | None:
         """The ranges' bounds and the worker's messages, or ``None`` when it failed or did not
@@ -58,11 +59,18 @@ class RangeWorker:
             self.process.wait(timeout=max(0.0, wall_timeout))
             with open(self.folder / "result.pkl", "rb") as file:
                 kind, payload, messages = pickle.load(file)
-        except (subprocess.TimeoutExpired, OSError, EOFError, pickle.UnpicklingError):
+        except subprocess.TimeoutExpired:
+            self.error = f"no answer within {wall_timeout:.0f} s"
+            return None
+        except (OSError, EOFError, pickle.UnpicklingError):
+            self.error = f"it ended (exit code {self.process.returncode}) without an answer"
             return None
         finally:
             self.stop()
-        return (payload, messages) if kind == "ok" else None
+        if kind != "ok":
+            self.error = payload.strip().splitlines()[-1]  # the exception, from its traceback
+            return None
+        return payload, messages
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -100,7 +108,7 @@ def _leave_with(parent: int) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
             raise OSError(ctypes.get_errno(), "prctl")
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no prctl here
         def watch() -> None:
             while os.getppid() == parent:
                 time.sleep(0.5)

@@ -202,7 +202,8 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
                     note(message)
             else:
                 if worker is not None:
-                    note("the second core's range bounds failed: bounded here instead")
+                    note(f"the second core's range bounds failed ({worker.error}): "
+                         "bounded here instead")
                 ranges = bound_ranges(scenario, problem, curve, bounds, evaluated,
                                       best.objective(), spec.gap,
                                       max(deadline, clock.now() + min(RANGE_SHARE

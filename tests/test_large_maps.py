@@ -55,6 +55,7 @@ def test_a_worker_that_dies_answers_none_and_leaves_nothing(tmp_path):
     folder.mkdir()
     worker = range_worker.RangeWorker(process, folder)
     assert worker.result(30.0) is None
+    assert "exit code 3" in worker.error
     assert not folder.exists()
 
 
@@ -68,7 +69,8 @@ def test_failed_worker_falls_back_to_bounding_here(texas, monkeypatch):
     monkeypatch.setattr(range_worker, "start", broken)
     large = texas.with_settings(solver={"exact_max_pairs": 0, "threads": 2})
     result = solve(large, time_limit=8)
-    assert any("bounded here instead" in line for line in result.log)
+    assert any("failed (it ended (exit code 1) without an answer): bounded here instead"
+               in line for line in result.log)
     assert result.plan is not None and check_plan(result.plan) == []
     ranged = result.sizing.dropna(subset=["lp_range"])
     assert len(ranged) > 0
@@ -148,3 +150,14 @@ def test_worker_leaves_when_its_parent_is_killed(tmp_path):
     else:
         os.kill(child, 9)
         raise AssertionError("the worker outlived its parent by 10 s")
+
+
+def test_a_worker_that_fails_says_why(tmp_path):
+    folder = tmp_path / "job"
+    folder.mkdir()
+    (folder / "job.pkl").write_bytes(b"not a pickle")
+    process = subprocess.Popen([sys.executable, "-m", "allocator.range_worker", str(folder),
+                                str(os.getpid())])
+    worker = range_worker.RangeWorker(process, folder)
+    assert worker.result(60.0) is None
+    assert "UnpicklingError" in worker.error

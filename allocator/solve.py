@@ -507,8 +507,8 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
     bound and the range's label.
 
     Each visit of a range takes up to ``rounds`` LP rounds, and a range is visited up to
-    ``visits_before_halving`` times before it is halved (a single head count, until its LP is
-    exact). With no plan yet (``objective``
+    ``visits_before_halving`` times before it is halved; a single head count so visited ends
+    the work. With no plan yet (``objective``
     minus infinity) every feasible head count is open and the work goes on until ``deadline``.
     """
     if lp_model is None:
@@ -553,8 +553,8 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
         if worst[0] <= target:
             break
         bound, lo, hi, visits, label, exact = worst
-        if exact and lo == hi:  # a single head count bounded by its exact LP: nothing left
-            break
+        if lo == hi and (exact or visits >= visits_before_halving):
+            break  # a single head count bounded by its LP: nothing left to halve
         if visits and (exact or (visits >= visits_before_halving and lo < hi)):
             mid = (lo + hi) // 2  # halves keep their parent's bound until their own is lower
             halves = [[bound, lo, mid, 0, label, False], [bound, mid + 1, hi, 0, label, False]]

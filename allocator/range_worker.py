@@ -129,6 +129,8 @@ def _run(folder: Path) -> None:
     try:
         with open(folder / "job.pkl", "rb") as file:
             scenario, deadline, deterministic, limit, work, wall = pickle.load(file)
+        # read once: a solve killed outright (this process dies with it) leaves an empty folder
+        (folder / "job.pkl").unlink()
         search = clock.SearchClock(deterministic, limit)
         search.continue_from(work, wall)
         with clock.running(search):

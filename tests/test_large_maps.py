@@ -126,21 +126,26 @@ def test_dive_staffs_the_head_count_and_leaves_the_shared_model_alone(texas):
 
 def test_worker_leaves_when_its_parent_is_killed(tmp_path):
     """A solve killed outright leaves no process behind bounding ranges for nobody (the
-    national map: its ranges would keep a core busy for minutes)."""
+    national map: its ranges would keep a core busy for minutes), and no job file."""
     from conftest import ROOT
 
     script = (
         "import os\n"
+        "import time\n"
         "from allocator import clock, range_worker\n"
         "from allocator.scenario import load_scenario\n"
         f"default = load_scenario({str(ROOT / 'scenarios' / 'us_counties.yaml')!r})\n"
         "with clock.running(clock.SearchClock(True, 600.0)):\n"
         "    worker = range_worker.start(default, 600.0)\n"
-        "print(worker.process.pid, flush=True)\n"
+        "for _ in range(600):  # killed once the worker has its job, as a solve would be\n"
+        "    if not (worker.folder / 'job.pkl').exists():\n"
+        "        break\n"
+        "    time.sleep(0.1)\n"
+        "print(worker.folder, worker.process.pid, flush=True)\n"
         "os._exit(0)\n")
     parent = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120, check=True)
-    child = int(parent.stdout.split()[-1])
+    folder, child = parent.stdout.split()[-2], int(parent.stdout.split()[-1])
     for _ in range(20):
         try:
             os.kill(child, 0)
@@ -150,6 +155,8 @@ def test_worker_leaves_when_its_parent_is_killed(tmp_path):
     else:
         os.kill(child, 9)
         raise AssertionError("the worker outlived its parent by 10 s")
+    assert not list(range_worker.Path(folder).glob("*"))  # at most an empty folder stays
+    range_worker.Path(folder).rmdir()
 
 
 def test_a_worker_that_fails_says_why(tmp_path):

@@ -231,9 +231,7 @@ class HeadcountLp:
         lp.a_matrix_.start_ = np.searchsorted(col, np.arange(ncols + 1)).astype(np.int32)
         lp.a_matrix_.index_ = row.astype(np.int32)
         lp.a_matrix_.value_ = val
-        self.h = highspy.Highs()
-        self.h.setOptionValue("output_flag", False)
-        self.h.setOptionValue("threads", 1)
+        self.h = _quiet_highs()
         self.h.passModel(lp)
         self.nnz = len(val)
         self.n_lo = self.n_hi = -1
@@ -293,9 +291,7 @@ class HeadcountLp:
         """An independent copy of the model as it stands (rows, columns, bounds and basis):
         what is fixed or added in the copy never reaches this one."""
         twin = copy.copy(self)
-        twin.h = highspy.Highs()
-        twin.h.setOptionValue("output_flag", False)
-        twin.h.setOptionValue("threads", 1)
+        twin.h = _quiet_highs()
         twin.h.passModel(self.h.getLp())
         basis = self.h.getBasis()
         if basis.valid:
@@ -595,6 +591,14 @@ class HeadcountLp:
         rc[units, self.pairs[linked, 1]] -= self.team[units] * y[self.link_of[linked]]
         np.add.at(rc, (slice(None), self.cut_site), self.cut_phi * y[self.cut_row])
         return rc
+
+
+def _quiet_highs() -> highspy.Highs:
+    """A HiGHS instance for the head-count LP: silent, on one thread."""
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    return h
 
 
 def headcount_lp_bound(scenario: Scenario, problem: AlignmentProblem, headcount: int,

@@ -38,9 +38,13 @@ def dive_staffing(model: HeadcountLp, headcount: int, deadline: float
     fractional, for ``headcount`` reps; ``None`` when the LP found nothing in the time."""
     scenario, problem, curve = model.scenario, model.problem, model.curve
     dive = model.fork()
-    first = clock.now() + FIRST_SHARE * max(0.0, deadline - clock.now())
-    lp = headcount_lp_bound(scenario, problem, headcount, curve, model=dive, price_rows=False,
-                            time_limit=max(0.5, first - clock.now()))
+
+    def resolve(until: float, **options):
+        return headcount_lp_bound(scenario, problem, headcount, curve, model=dive,
+                                  price_rows=False, time_limit=max(0.5, until - clock.now()),
+                                  **options)
+
+    lp = resolve(clock.now() + FIRST_SHARE * max(0.0, deadline - clock.now()))
     if lp.keep is None:
         return None
     # heavy units whole at the site that holds most of them: their teams are staffed whole
@@ -48,15 +52,12 @@ def dive_staffing(model: HeadcountLp, headcount: int, deadline: float
     if len(heavy):
         x = np.asarray(dive.h.getSolution().col_value)[dive.x0:]
         share = np.zeros((len(heavy), dive.S))
-        position = {int(i): k for k, i in enumerate(heavy)}
         mine = np.flatnonzero(np.isin(dive.pairs[:, 0], heavy))
-        for k in mine:
-            share[position[int(dive.pairs[k, 0])], dive.pairs[k, 1]] += x[k]
+        np.add.at(share, (np.searchsorted(heavy, dive.pairs[mine, 0]), dive.pairs[mine, 1]),
+                  x[mine])
         saved = dive.fix_units(list(zip(heavy.tolist(), share.argmax(axis=1).tolist(),
                                         strict=True)))
-        placed = headcount_lp_bound(scenario, problem, headcount, curve, model=dive,
-                                    price_rows=False, max_rounds=STEP_ROUNDS,
-                                    time_limit=max(0.5, deadline - clock.now()))
+        placed = resolve(deadline, max_rounds=STEP_ROUNDS)
         if placed.feasible and placed.keep is not None:
             lp = placed
         else:  # no staffing holds them whole there (or no time): they stay free
@@ -86,9 +87,7 @@ def dive_staffing(model: HeadcountLp, headcount: int, deadline: float
         for step in steps:
             target = np.round(value[step])
             dive.h.changeColsBounds(len(step), columns[step].astype(np.int32), target, target)
-            lp = headcount_lp_bound(scenario, problem, headcount, curve, model=dive,
-                                    price_rows=False, max_rounds=STEP_ROUNDS,
-                                    time_limit=max(0.5, deadline - clock.now()))
+            lp = resolve(deadline, max_rounds=STEP_ROUNDS)
             if lp.feasible and lp.keep is not None:
                 fixed[step] = True
                 keep, hire = lp.keep, lp.hire

@@ -8,7 +8,8 @@ to its deadline, and the planning keeps the whole limit.
 The process is a fresh interpreter running this module (``python -m``), not a fork (forking a
 parent that holds HiGHS's or OR-Tools' threads is not safe) nor a ``multiprocessing`` spawn
 (which re-imports the caller's main script, and hangs a script without a main guard). The
-scenario goes to it through a pickle in a temporary folder, the bounds come back the same way.
+scenario, its alignment problem and sizing bounds go to it through a pickle in a temporary
+folder (read once, then deleted), the range bounds come back the same way.
 It counts its work on a clock of its own that continues the parent's, so its deadline means the
 same, and under ``solver.deterministic`` the bounds it returns are the same on any machine
 load. It knows no plan yet, so it cannot skip the head counts a plan would prune: it lowers the
@@ -33,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from allocator import clock
-from allocator.scenario import Scenario
+from allocator.alignment import AlignmentProblem
+from allocator.sizing import ResponseCurve
 
 # LP rounds per visit of a range: the first round after a change of range is the dear one
 # (the basis leaves the old range's vertex); the next is cheap and lowers the bound most
@@ -79,19 +81,15 @@ class RangeWorker:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def can_start(threads: int) -> bool:
-    """A second process is started for 2 or more threads."""
-    return threads >= 2
-
-
-def start(scenario: Scenario, deadline: float) -> RangeWorker:
-    """Bound every feasible head count of ``scenario`` by ranges until ``deadline`` (seconds on
-    the current search clock)."""
+def start(problem: AlignmentProblem, curve: ResponseCurve, bounds, deadline: float
+          ) -> RangeWorker:
+    """Bound every feasible head count of ``problem`` (its sizing ``bounds`` from ``curve``) by
+    ranges until ``deadline`` (seconds on the current search clock)."""
     search = clock.current()
     folder = Path(tempfile.mkdtemp(prefix="allocator-ranges-"))
     with open(folder / "job.pkl", "wb") as file:
-        pickle.dump((scenario, deadline, search.deterministic, search.limit, clock.now(),
-                     search.wall()), file, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump((problem, curve, bounds, deadline, search.deterministic, search.limit,
+                     clock.now(), search.wall()), file, protocol=pickle.HIGHEST_PROTOCOL)
     process = subprocess.Popen([sys.executable, "-m", "allocator.range_worker", str(folder),
                                 str(os.getpid())],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -120,23 +118,20 @@ def _leave_with(parent: int) -> None:
 
 
 def _run(folder: Path) -> None:
-    from allocator.alignment import AlignmentProblem
     from allocator.bounds import HeadcountLp
-    from allocator.sizing import response_curve, size_bounds
     from allocator.solve import bound_ranges
 
     messages: list[str] = []
     try:
         with open(folder / "job.pkl", "rb") as file:
-            scenario, deadline, deterministic, limit, work, wall = pickle.load(file)
+            problem, curve, bounds, deadline, deterministic, limit, work, wall = \
+                pickle.load(file)
         # read once: a solve killed outright (this process dies with it) leaves an empty folder
         (folder / "job.pkl").unlink()
         search = clock.SearchClock(deterministic, limit)
         search.continue_from(work, wall)
+        scenario = problem.scenario
         with clock.running(search):
-            curve = response_curve(scenario)
-            bounds = size_bounds(scenario, curve)
-            problem = AlignmentProblem.from_scenario(scenario)
             model = HeadcountLp(scenario, problem, curve)
             started = time.perf_counter()
             ranges = bound_ranges(scenario, problem, curve, bounds, {}, -math.inf, 0.0,

@@ -52,6 +52,7 @@ from allocator.diagnose import check_specification, diagnose_specification
 from allocator.exceptions import InfeasibleError, NoSolutionError
 from allocator.plan import Plan, make_plan
 from allocator.scenario import Scenario
+from allocator.settings import SolverSpec
 from allocator.sizing import ResponseCurve, economics, response_curve, size_bounds
 
 Progress = Callable[[str], None]
@@ -122,8 +123,8 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
     # one LP for every head count and range: pairs and links priced in once serve them all
     large = not whole_model_fits(problem)
     # on a large map the ranges of head counts are bounded on a second core from the start
-    worker = (range_worker.start(scenario, deadline)
-              if large and range_worker.can_start(spec.threads) else None)
+    worker = (range_worker.start(problem, curve, bounds, deadline)
+              if large and spec.threads >= 2 else None)
     if worker is not None:  # the solvers here get the threads the worker leaves
         spec = spec.model_copy(update={"threads": spec.threads - 1})
     try:
@@ -138,8 +139,8 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
         cheapest = min([econ.hire_cost, *econ.rep_cost])
         # the end of the limit bounds the head counts not planned (never more than 20 s of
         # work), unless the second core does
-        planning_deadline = deadline - (0.0 if worker is not None
-                                        else min(RANGE_SHARE * spec.time_limit, 20.0))
+        range_time = min(RANGE_SHARE * spec.time_limit, 20.0)
+        planning_deadline = deadline - (0.0 if worker is not None else range_time)
         rank = -1
         while order:
             rank += 1
@@ -156,7 +157,7 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
                 break
             # the best-bound head count gets most of the time; later ones share what is left
             share = 0.65 if rank == 0 or best is None else 0.34
-            if large and worker is not None and rank == 0:
+            if worker is not None and rank == 0:
                 share = FIRST_SHARE_LARGE  # its plan ends the planning (below)
             until = min(planning_deadline, now + max(share * (planning_deadline - now), 2.0))
             # after a head count without a plan, the next one's LP gets more time: its staffing
@@ -201,14 +202,13 @@ def _solve(scenario: Scenario, spec, progress: Progress | None) -> SolveResult:
                 for message in messages:
                     note(message)
             else:
-                if worker is not None:
+                until = deadline
+                if worker is not None:  # the planning used the ranges' time: they get it now
                     note(f"the second core's range bounds failed ({worker.error}): "
                          "bounded here instead")
+                    until = max(deadline, clock.now() + range_time)
                 ranges = bound_ranges(scenario, problem, curve, bounds, evaluated,
-                                      best.objective(), spec.gap,
-                                      max(deadline, clock.now() + min(RANGE_SHARE
-                                                                      * spec.time_limit, 20.0))
-                                      if worker is not None else deadline, note, lp_model)
+                                      best.objective(), spec.gap, until, note, lp_model)
             if not large:
                 branched = branch_bounds(bounds, evaluated, ranges, best.objective(), spec.gap,
                                          deadline, note, lp_model)
@@ -245,7 +245,8 @@ def plan_for_headcount(scenario: Scenario, problem: AlignmentProblem, curve: Res
                        bound, rng: np.random.Generator, until: float,
                        note: Progress, incumbent: float = -math.inf,
                        lp_model: HeadcountLp | None = None,
-                       lp_share: float = 0.2, spec=None) -> tuple[Plan | None, dict]:
+                       lp_share: float = 0.2, spec: SolverSpec | None = None
+                       ) -> tuple[Plan | None, dict]:
     """The best plan found for one head count before ``until``, and its bound.
 
     A head count whose LP bound cannot beat ``incumbent`` (within the gap) is not planned.
@@ -553,9 +554,9 @@ def bound_ranges(scenario: Scenario, problem: AlignmentProblem, curve: ResponseC
         if worst[0] <= target:
             break
         bound, lo, hi, visits, label, exact = worst
-        if lo == hi and (exact or visits >= visits_before_halving):
-            break  # a single head count bounded by its LP: nothing left to halve
-        if visits and (exact or (visits >= visits_before_halving and lo < hi)):
+        if exact or visits >= visits_before_halving:
+            if lo == hi:  # a single head count bounded by its LP: nothing left to halve
+                break
             mid = (lo + hi) // 2  # halves keep their parent's bound until their own is lower
             halves = [[bound, lo, mid, 0, label, False], [bound, mid + 1, hi, 0, label, False]]
             ranges[0:1] = halves

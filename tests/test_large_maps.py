@@ -31,15 +31,16 @@ def test_second_core_gives_the_bounds_of_the_same_work_done_here(texas, texas_re
     bound lies below a plan of its head counts."""
     problem = AlignmentProblem.from_scenario(texas)
     curve = response_curve(texas)
+    bounds = size_bounds(texas, curve)
     with clock.running(clock.SearchClock(True, 60.0)):
-        worker = range_worker.start(texas, WORK)
+        worker = range_worker.start(problem, curve, bounds, WORK)
         found = worker.result(120.0)
     assert found is not None
     remote, messages = found
     assert any("second core" in m for m in messages)
     with clock.running(clock.SearchClock(True, 60.0)):
         model = HeadcountLp(texas, problem, curve)
-        here = bound_ranges(texas, problem, curve, size_bounds(texas, curve), {}, -math.inf,
+        here = bound_ranges(texas, problem, curve, bounds, {}, -math.inf,
                             0.0, WORK, lambda message: None, model,
                             rounds=range_worker.WORKER_ROUNDS,
                             visits_before_halving=range_worker.WORKER_VISITS)
@@ -61,7 +62,7 @@ def test_a_worker_that_dies_answers_none_and_leaves_nothing(tmp_path):
 
 def test_failed_worker_falls_back_to_bounding_here(texas, monkeypatch):
     """A second core that answers nothing costs the ranges' time, never the solve."""
-    def broken(scenario, deadline):
+    def broken(*job):
         folder = range_worker.Path(range_worker.tempfile.mkdtemp(prefix="allocator-test-"))
         return range_worker.RangeWorker(
             subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"]), folder)
@@ -133,10 +134,14 @@ def test_worker_leaves_when_its_parent_is_killed(tmp_path):
         "import os\n"
         "import time\n"
         "from allocator import clock, range_worker\n"
+        "from allocator.alignment import AlignmentProblem\n"
         "from allocator.scenario import load_scenario\n"
+        "from allocator.sizing import response_curve, size_bounds\n"
         f"default = load_scenario({str(ROOT / 'scenarios' / 'us_counties.yaml')!r})\n"
+        "curve = response_curve(default)\n"
         "with clock.running(clock.SearchClock(True, 600.0)):\n"
-        "    worker = range_worker.start(default, 600.0)\n"
+        "    worker = range_worker.start(AlignmentProblem.from_scenario(default), curve,\n"
+        "                                size_bounds(default, curve), 600.0)\n"
         "for _ in range(600):  # killed once the worker has its job, as a solve would be\n"
         "    if not (worker.folder / 'job.pkl').exists():\n"
         "        break\n"
